@@ -1,0 +1,3 @@
+from denoise_studio.cli import main
+
+raise SystemExit(main())

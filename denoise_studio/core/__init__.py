@@ -1,0 +1,1 @@
+"""Qt-free core: specs, blocks, networks, training, inference. Never imports Qt."""

@@ -1,0 +1,301 @@
+"""Validation and shape inference, without running the network.
+
+`analyze(spec, size)` walks the blocks once and reports, for every block, its output
+shape, parameters, FLOPs, receptive field and activation memory, plus every problem in
+the spec at once: each names the block, says what is wrong and how to fix it, and most
+carry a machine-applicable patch (the GUI's one-click fix).
+
+Parameters come from building each block's module on the meta device (no memory, exact
+count); FLOPs count 2 × multiply-adds of every conv, linear and attention product.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from denoise_studio.core import modules
+from denoise_studio.core.blocks import (ACTIVATION_MIN, BLOCK_TYPES, BlockContext, divisor_at_most,
+                                        parse_norm)
+from denoise_studio.core.spec import CONDITIONING, ArchitectureSpec
+
+
+@dataclass
+class Issue:
+    level: str              # "error" or "warning"
+    block: int | None       # index into spec.blocks, None for the whole network
+    message: str
+    fix: str
+    patch: dict | None = None   # see spec.apply_patch
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        where = f"block {self.block}" if self.block is not None else "network"
+        return f"{self.level}: {where}: {self.message} Fix: {self.fix}"
+
+
+@dataclass
+class BlockReport:
+    index: int
+    type: str
+    input_shape: tuple[int, int, int]
+    output_shape: tuple[int, int, int]
+    params: int | None = None        # None when the block has an error
+    flops: int | None = None
+    receptive_field: float = 1.0     # inf once attention has seen every position
+    activation_bytes: int = 0        # fp32 output of this block, batch 1
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["output_shape"] = list(self.output_shape)
+        d["input_shape"] = list(self.input_shape)
+        d["receptive_field"] = None if math.isinf(self.receptive_field) else int(self.receptive_field)
+        return d
+
+
+@dataclass
+class Analysis:
+    size: int
+    blocks: list[BlockReport] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+    total_params: int = 0
+    total_flops: int = 0
+    activation_bytes: int = 0
+    receptive_field: float = 1.0
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.level == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.level == "warning"]
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
+
+    def issues_for(self, index: int) -> list[Issue]:
+        return [i for i in self.issues if i.block == index]
+
+    def to_dict(self) -> dict:
+        rf_global = math.isinf(self.receptive_field)
+        return {
+            "valid": self.valid, "size": self.size,
+            "errors": [i.to_dict() for i in self.errors],
+            "warnings": [i.to_dict() for i in self.warnings],
+            "blocks": [b.to_dict() for b in self.blocks],
+            "total_params": self.total_params, "total_flops": self.total_flops,
+            "activation_bytes": self.activation_bytes,
+            "receptive_field": self.size if rf_global else int(self.receptive_field),
+            "receptive_field_global": rf_global,
+        }
+
+
+def block_flops(module: nn.Module, out_hw: tuple[int, int]) -> int:
+    """2 × multiply-adds. Every conv inside a block runs at the block's output resolution."""
+    h, w = out_hw
+    total = 0
+    for m in module.modules():
+        if isinstance(m, nn.ConvTranspose2d):   # each input pixel (a quarter of the output's) scatters k×k
+            total += 2 * (h * w // 4) * m.in_channels * m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.Conv2d):
+            total += 2 * h * w * m.out_channels * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.Linear):
+            total += 2 * m.in_features * m.out_features
+        elif isinstance(m, modules.SelfAttention):   # QKᵀ and AV
+            total += 2 * 2 * (h * w) ** 2 * m.out.out_channels
+    return total
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def embedding_width(spec: ArchitectureSpec) -> int:
+    """Width of the timestep embedding that residual blocks receive (0 without one)."""
+    return 4 * spec.embedding_dim if spec.conditioning == "timestep" else 0
+
+
+def input_channels(spec: ArchitectureSpec) -> int:
+    """Channels entering the first block: noise_level conditioning appends a σ channel."""
+    return spec.in_channels + (1 if spec.conditioning == "noise_level" else 0)
+
+
+def _check_top(spec: ArchitectureSpec) -> list[Issue]:
+    issues = []
+
+    def err(message, fix, patch=None):
+        issues.append(Issue("error", None, message, fix, patch))
+
+    c = spec.in_channels
+    if not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= 64:
+        err(f'"in_channels" is {c!r}; it must be an integer from 1 to 64 (3 for RGB, 1 for grey).',
+            "set it to 3.", {"set_top": {"in_channels": 3}})
+    if spec.predict != "noise":
+        err(f'"predict" is {spec.predict!r}; this version predicts the added noise only.',
+            'set "predict" to "noise".', {"set_top": {"predict": "noise"}})
+    if spec.conditioning not in CONDITIONING:
+        err(f'"conditioning" is {spec.conditioning!r}; it must be one of {", ".join(CONDITIONING)}.',
+            'set it to "none".', {"set_top": {"conditioning": "none"}})
+    e = spec.embedding_dim
+    if not isinstance(e, int) or isinstance(e, bool) or e < 2 or e % 2 or e > 2048:
+        err(f'"embedding_dim" is {e!r}; it must be an even integer from 2 to 2048.',
+            "set it to 32.", {"set_top": {"embedding_dim": 32}})
+    for key in spec.unknown:
+        err(f'unknown top-level field "{key}".', "remove it.", None)
+    if not spec.blocks:
+        err("the network has no blocks.", "add blocks, ending in a conv block with out_channels = in_channels.")
+    return issues
+
+
+def _check_norm(bt, b, ctx, index, is_head) -> list[Issue]:
+    norm = bt.get(b, "norm") if any(p.name == "norm" for p in bt.params) else None
+    channels = bt.norm_channels(b, ctx)
+    try:
+        groups = parse_norm(norm) if norm is not None else None
+    except ValueError:
+        return []  # check_fields reported it
+    if groups is None or not isinstance(channels, int) or channels % groups == 0:
+        return []
+    msg = (f"GroupNorm({groups}, {channels}): {groups} groups do not divide {channels} channels, "
+           "so PyTorch refuses to build it.")
+    if is_head:
+        return [Issue("error", index, msg + " This is the output head, which should not be normalised at all.",
+                      "make the head a plain linear conv: norm none, act none.",
+                      {"block": index, "set": {"norm": "none", "act": "none"}})]
+    g = divisor_at_most(channels, groups)
+    return [Issue("error", index, msg, f"use group:{g}, a divisor of {channels}.",
+                  {"block": index, "set": {"norm": f"group:{g}"}})]
+
+
+def _check_head(spec, reports, size) -> list[Issue]:
+    issues = []
+    last = len(spec.blocks) - 1
+    b = spec.blocks[last]
+    bt = BLOCK_TYPES.get(b.get("type"))
+    out = reports[-1].output_shape
+    c = spec.in_channels if isinstance(spec.in_channels, int) else 3
+    head_fix = {"block": last, "set": {"norm": "none", "act": "none"}}
+    if out[0] != c:
+        if bt is not None and any(p.name == "out_channels" for p in bt.params) and b.get("type") != "merge":
+            patch = {"block": last, "set": {"out_channels": c}}
+        else:
+            patch = {"block": last + 1, "insert": {"type": "conv", "out_channels": c, "kernel": 3,
+                                                    "norm": "none", "act": "none"}}
+        issues.append(Issue("error", last, f"the network outputs {out[0]} channels; predicted noise needs "
+                                           f"in_channels = {c}.",
+                            f"end with a conv block of {c} output channels.", patch))
+    if out[1:] != (size, size):
+        issues.append(Issue("error", last, f"the network outputs {out[1]}×{out[2]} from a {size}×{size} input; "
+                                           "predicted noise must have the input's size.",
+                            "use as many upsamplings as downsamplings."))
+    act = b.get("act", "silu") if b.get("type") in ("conv", "residual") else "none"
+    low = ACTIVATION_MIN.get(act)
+    if act in ("relu", "silu", "gelu", "mish"):
+        issues.append(Issue("error", last, f"the output head ends in {act}, which cannot go below {low}: "
+                                           "it cannot predict negative noise, half of all noise values.",
+                            "remove the head's activation (act none) and norm.", head_fix))
+    elif act == "tanh":
+        issues.append(Issue("warning", last, "the output head ends in tanh, bounded to [-1, 1]: noise "
+                                             "beyond ±1 (σ above ~100/255) is clipped.",
+                            "remove the head's activation (act none).", head_fix))
+    norm = b.get("norm", "group:8") if b.get("type") == "conv" else "none"
+    if norm != "none" and not any(i.block == last and "GroupNorm" in i.message for i in issues):
+        try:
+            ok = parse_norm(norm) is None or c % parse_norm(norm) == 0
+        except ValueError:
+            ok = False
+        if ok:
+            issues.append(Issue("warning", last, f"the output head is normalised ({norm}): it forces the "
+                                                 "predicted noise to a fixed mean and variance per group.",
+                                "set the head's norm to none.", head_fix))
+    return issues
+
+
+def analyze(spec: ArchitectureSpec, size: int = 64) -> Analysis:
+    """Validate `spec` and infer every block's shape and cost for a size×size input."""
+    result = Analysis(size=size)
+    top = _check_top(spec)
+    result.issues += top
+    # A bad top-level value is reported once; the blocks are still checked with a stand-in.
+    usable = not any(i.patch and set(i.patch["set_top"]) & {"in_channels", "conditioning", "embedding_dim"}
+                     for i in top)
+    shape = (input_channels(spec) if usable else 3, size, size)
+    emb = embedding_width(spec) if usable else 0
+    saved: dict = {}
+    rf, jump = 1.0, 1.0
+    n_down = n_residual = 0
+    for i, b in enumerate(spec.blocks):
+        bt = BLOCK_TYPES.get(b.get("type"))
+        if bt is None:
+            result.issues.append(Issue("error", i, f"unknown block type {b.get('type')!r}.",
+                                       f"use one of: {', '.join(BLOCK_TYPES)}."))
+            result.blocks.append(BlockReport(i, str(b.get("type")), shape, shape, receptive_field=rf))
+            continue
+        ctx = BlockContext(in_shape=shape, saved=saved, emb_dim=emb)
+        own = [Issue(p.level, i, p.message, p.fix, {"block": i, **p.patch} if p.patch else None)
+               for p in bt.check_fields(b)]
+        fields_ok = not any(x.level == "error" for x in own)
+        if fields_ok:
+            own += [Issue(p.level, i, p.message, p.fix, {"block": i, **p.patch} if p.patch else None)
+                    for p in bt.check(b, ctx)]
+            own += _check_norm(bt, b, ctx, i, is_head=(i == len(spec.blocks) - 1))
+        bid = b.get("id")
+        if isinstance(bid, str) and bid in saved:
+            own.append(Issue("error", i, f'id "{bid}" is already used by an earlier block.',
+                             "give each block a unique id.", {"block": i, "set": {"id": f"{bid}_{i}"}}))
+        ok = not any(x.level == "error" for x in own)
+        out = bt.out_shape(b, ctx) if fields_ok else shape
+        report = BlockReport(i, bt.name, shape, tuple(out))
+        if out[1] < 1 or out[2] < 1:
+            own.append(Issue("error", i, f"the image has shrunk to {out[1]}×{out[2]}.",
+                             "remove a downsampling, or choose a larger input size."))
+            ok = False
+        if ok:
+            cls, kwargs = bt.constructor(b, ctx)
+            with torch.device("meta"):
+                module = cls(**kwargs)
+            report.params = count_params(module)
+            report.flops = block_flops(module, out[1:])
+        rf, jump = bt.receptive(b, rf, jump, ctx)
+        report.receptive_field = rf
+        report.activation_bytes = 4 * math.prod(out)
+        result.blocks.append(report)
+        result.issues += own
+        if isinstance(bid, str) and bid:
+            saved[bid] = (tuple(out), rf, jump)
+        shape = tuple(out)
+        n_down += bt.name == "down"
+        n_residual += bt.name == "residual"
+    if spec.blocks:
+        result.issues += _check_head(spec, result.blocks, size)
+    if usable and spec.conditioning == "timestep" and spec.blocks and not n_residual:
+        result.issues.append(Issue("warning", None, "timestep conditioning has no effect: only residual "
+                                                    "blocks take the embedding.",
+                                   'add residual blocks, or set "conditioning" to "none".',
+                                   {"set_top": {"conditioning": "none"}}))
+    if size % (2 ** n_down) and not any("divisible" in x.message for x in result.issues):
+        result.issues.append(Issue("error", None, f"input size {size} is not divisible by 2^{n_down} "
+                                                  f"= {2 ** n_down} ({n_down} downsamplings).",
+                                   f"use a size divisible by {2 ** n_down}; inference pads images "
+                                   "automatically."))
+    result.total_params = sum(b.params or 0 for b in result.blocks)
+    if emb:
+        with torch.device("meta"):
+            embedding = modules.TimestepEmbedding(spec.embedding_dim)
+        result.total_params += count_params(embedding)
+        result.total_flops += block_flops(embedding, (1, 1))
+    result.total_flops += sum(b.flops or 0 for b in result.blocks)
+    result.activation_bytes = sum(b.activation_bytes for b in result.blocks)
+    result.receptive_field = rf
+    return result
+
+
+def downsampling_factor(spec: ArchitectureSpec) -> int:
+    """Input sizes must be multiples of this (inference pads to it)."""
+    return 2 ** sum(1 for b in spec.blocks if b.get("type") == "down")

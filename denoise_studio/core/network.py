@@ -1,0 +1,78 @@
+"""Build the `nn.Module` a spec describes, and write it out as plain PyTorch code."""
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from denoise_studio.core import modules
+from denoise_studio.core.analysis import analyze, downsampling_factor, embedding_width, input_channels
+from denoise_studio.core.blocks import BLOCK_TYPES, BlockContext
+from denoise_studio.core.errors import SpecInvalidError
+from denoise_studio.core.spec import ArchitectureSpec
+
+HEAD_INIT_SCALE = 0.01  # a near-zero last layer starts training at "predict no noise"
+
+
+def _check_size(spec: ArchitectureSpec) -> int:
+    """A size at which only size-independent problems can show."""
+    return max(32, 4 * downsampling_factor(spec))
+
+
+def block_constructors(spec: ArchitectureSpec) -> list[tuple[type, dict]]:
+    """(modules class, keyword arguments) for each block; raises SpecInvalidError if invalid."""
+    size = _check_size(spec)
+    analysis = analyze(spec, size)
+    if not analysis.valid:
+        raise SpecInvalidError(analysis.errors)
+    saved, out = {}, []
+    for b, report in zip(spec.blocks, analysis.blocks):
+        ctx = BlockContext(in_shape=report.input_shape, saved=saved, emb_dim=embedding_width(spec))
+        out.append(BLOCK_TYPES[b["type"]].constructor(b, ctx))
+        if b.get("id"):
+            saved[b["id"]] = (report.output_shape, 0, 0)
+    return out
+
+
+def _keep(spec: ArchitectureSpec) -> dict:
+    return {str(i): b["id"] for i, b in enumerate(spec.blocks) if b.get("id")}
+
+
+def build_network(spec: ArchitectureSpec) -> modules.Denoiser:
+    blocks = [cls(**kwargs) for cls, kwargs in block_constructors(spec)]
+    net = modules.Denoiser(blocks, keep=_keep(spec), conditioning=spec.conditioning,
+                           emb_dim=spec.embedding_dim)
+    head = [m for m in blocks[-1].modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+    if head:
+        with torch.no_grad():
+            head[-1].weight.mul_(HEAD_INIT_SCALE)
+    return net
+
+
+def _call(cls: type, kwargs: dict) -> str:
+    return f"{cls.__name__}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"
+
+
+def network_code(spec: ArchitectureSpec) -> str:
+    """Standalone Python (torch only) that builds this network with the same state_dict keys."""
+    calls = "\n".join(f"        {_call(cls, kw)},  # {i}: {spec.blocks[i]['type']}"
+                      + (f" (id {spec.blocks[i]['id']!r})" if spec.blocks[i].get("id") else "")
+                      for i, (cls, kw) in enumerate(block_constructors(spec)))
+    source = inspect.getsource(modules).split('"""', 2)[2].lstrip("\n")
+    return (f'"""{spec.name}: a noise-prediction network exported by Denoise Studio.\n\n'
+            f"Input: (B, {spec.in_channels}, H, W) with H, W multiples of {downsampling_factor(spec)}; "
+            f"output: the predicted noise, same shape.\n"
+            f"Conditioning: {spec.conditioning}. Load weights with "
+            f"model.load_state_dict(safetensors.torch.load_file(...)).\n\"\"\"\n"
+            f"{source}\n\n"
+            f"def build_model():\n"
+            f"    blocks = [\n{calls}\n    ]\n"
+            f"    return Denoiser(blocks, keep={_keep(spec)!r}, conditioning={spec.conditioning!r}, "
+            f"emb_dim={spec.embedding_dim!r})\n\n\n"
+            f'if __name__ == "__main__":\n'
+            f"    model = build_model()\n"
+            f"    x = torch.randn(1, {spec.in_channels}, 64, 64)\n"
+            f"    print(model(x).shape, sum(p.numel() for p in model.parameters()), 'parameters')\n")
+
+
+__all__ = ["build_network", "network_code", "block_constructors", "input_channels"]

@@ -1,0 +1,20 @@
+import os
+
+# GUI tests never need a display; set before anything imports Qt.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("DENOISE_STUDIO_SETTINGS", "test")  # keep QSettings away from the user's
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_spec():
+    from denoise_studio.core.spec import ArchitectureSpec
+    return ArchitectureSpec(name="tiny", blocks=[
+        {"type": "conv", "out_channels": 8, "norm": "group:4", "act": "silu"},
+        {"type": "residual", "norm": "group:4", "act": "silu"},
+        {"type": "conv", "out_channels": 3, "norm": "none", "act": "none"},
+    ])
