@@ -1,0 +1,153 @@
+"""Denoising images of any size with a trained (or untrained) network.
+
+Images are reflect-padded to what the network needs and cropped back; large images go
+through overlapping tiles blended with linear ramps, so memory stays bounded and no seam
+shows. A real noisy photo has no known σ: it is estimated (scikit-image) when the network
+needs to be told the noise level.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from denoise_studio.core.analysis import analyze, downsampling_factor
+from denoise_studio.core.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
+from denoise_studio.core.devices import resolve_device
+from denoise_studio.core.network import build_network
+from denoise_studio.core.noise import make_noise
+from denoise_studio.core.spec import ArchitectureSpec
+
+DEFAULT_TILE = 512
+
+
+@dataclass
+class LoadedModel:
+    spec: ArchitectureSpec
+    model: torch.nn.Module
+    noise: object
+    device: torch.device
+    path: Path | None = None
+    meta: dict | None = None
+
+    @property
+    def factor(self) -> int:
+        return downsampling_factor(self.spec)
+
+    @property
+    def default_tile(self) -> int:
+        """512, or smaller when attention's (H·W)² cost would dominate."""
+        if any(b.get("type") == "attention" for b in self.spec.blocks):
+            return min(DEFAULT_TILE, 64 * self.factor)
+        return DEFAULT_TILE
+
+    @property
+    def overlap(self) -> int:
+        """Tile overlap: the receptive field (so tiles agree), within [16, 128]."""
+        rf = analyze(self.spec, max(64, 4 * self.factor)).receptive_field
+        o = 128 if math.isinf(rf) else int(min(128, max(16, rf)))
+        return -(-o // self.factor) * self.factor
+
+
+def model_from_spec(spec: ArchitectureSpec, noise: dict | None = None, device="cpu") -> LoadedModel:
+    dev = resolve_device(device) if isinstance(device, str) else device
+    model = build_network(spec).to(dev).eval()
+    return LoadedModel(spec, model, make_noise(noise or {}), dev)
+
+
+def load_model(run_or_checkpoint, device="auto") -> LoadedModel:
+    path = resolve_checkpoint(run_or_checkpoint)
+    ckpt = load_checkpoint(path)
+    spec = ckpt.spec
+    dev = resolve_device(device)
+    model = build_network(spec)
+    load_weights(model, ckpt)
+    return LoadedModel(spec, model.to(dev).eval(), make_noise(ckpt.meta.get("noise", {})), dev, path, ckpt.meta)
+
+
+def add_noise(pixels: np.ndarray, sigma255: float, seed: int = 0) -> np.ndarray:
+    """Clean [0, 1] pixels plus N(0, (σ/255)²), in float, unclipped (the published convention)."""
+    rng = np.random.default_rng(seed)
+    return (pixels + rng.standard_normal(pixels.shape).astype(np.float32) * (sigma255 / 255.0)).astype(np.float32)
+
+
+def estimate_sigma255(chw: np.ndarray) -> float:
+    from skimage.restoration import estimate_sigma
+    return float(estimate_sigma(np.clip(chw, 0, 1), channel_axis=0, average_sigmas=True)) * 255.0
+
+
+def _pad(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def _ramp(n: int, overlap: int) -> torch.Tensor:
+    i = torch.arange(n, dtype=torch.float32)
+    return torch.minimum(torch.ones(n), torch.minimum(i + 1, n - i) / (overlap + 1))
+
+
+def _starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, tile - overlap))
+    return starts + [size - tile]
+
+
+@torch.no_grad()
+def predict(lm: LoadedModel, x: torch.Tensor, cond: torch.Tensor | None, tile: int | None = -1,
+            overlap: int | None = None) -> torch.Tensor:
+    """The network's output for network input x (C, H, W), tiled when larger than tile×tile
+    (tile -1: the network's default, None or 0: never tile)."""
+    c, h, w = x.shape
+    tile = lm.default_tile if tile == -1 else tile
+    f = lm.factor
+    overlap = lm.overlap if overlap is None else overlap
+    if tile:
+        tile = max(f, tile // f * f)
+        overlap = min(overlap, tile // 2)
+    ph, pw = (-h) % f, (-w) % f
+    if not tile or (h + ph <= tile and w + pw <= tile):
+        xp = _pad(x[None], ph, pw)
+        return lm.model(xp.to(lm.device), cond).float().cpu()[0, :, :h, :w]
+    xp = _pad(x[None], max(0, tile - h), max(0, tile - w))[0]   # at least one tile in each direction
+    H, W = xp.shape[1:]
+    out = torch.zeros(c, H, W)
+    weight = torch.zeros(1, H, W)
+    win = _ramp(tile, overlap)[:, None] * _ramp(tile, overlap)[None, :]
+    for y in _starts(H, tile, overlap):
+        for x0 in _starts(W, tile, overlap):
+            patch = xp[None, :, y:y + tile, x0:x0 + tile].to(lm.device)
+            out[:, y:y + tile, x0:x0 + tile] += lm.model(patch, cond).float().cpu()[0] * win
+            weight[:, y:y + tile, x0:x0 + tile] += win
+    return (out / weight)[:, :h, :w]
+
+
+@dataclass
+class DenoiseResult:
+    noisy: np.ndarray           # (C, H, W) the input as shown (the noisy image)
+    noise: np.ndarray           # predicted noise in image units
+    reconstruction: np.ndarray  # clipped to [0, 1]
+    sigma255: float             # the noise level used (given or estimated)
+    estimated: bool
+
+
+def denoise(lm: LoadedModel, noisy: np.ndarray, sigma255: float | None = None,
+            tile: int | None = -1) -> DenoiseResult:
+    """Denoise a (C, H, W) noisy image; σ (0–255) is estimated when not given."""
+    estimated = sigma255 is None
+    if estimated:
+        sigma255 = estimate_sigma255(noisy)
+    level = torch.tensor([lm.noise.level_for_sigma(sigma255)], dtype=torch.float32)
+    y = torch.from_numpy(np.ascontiguousarray(noisy, dtype=np.float32))
+    x = lm.noise.prepare(y[None], level)[0]
+    cond = lm.noise.condition(level, lm.spec.conditioning)
+    pred = predict(lm, x, None if cond is None else cond.to(lm.device), tile)
+    rec = lm.noise.reconstruct(x[None], pred[None], level)[0].clamp(0, 1)
+    noise = lm.noise.added_noise(pred[None], level)[0]
+    return DenoiseResult(noisy, noise.numpy(), rec.numpy(), float(sigma255), estimated)

@@ -1,0 +1,423 @@
+"""The training loop. It emits events to sinks and never prints or touches Qt.
+
+    trainer = Trainer(spec, TrainConfig(steps=200), sinks=[print], run=RunFolder.create(...))
+    result = trainer.run()       # a FinishedEvent or a FailedEvent
+
+Runs unchanged under `torchrun`: every rank draws the same global batch from (seed, step)
+and trains on its slice, so N processes compute what one process with the same global
+batch computes; rank 0 alone writes the run folder.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from denoise_studio.core.analysis import analyze, downsampling_factor
+from denoise_studio.core.checkpoint import load_checkpoint, load_weights, save_checkpoint
+from denoise_studio.core.data import (VAL_SIGMA, ImageSet, sample_batch, step_generator,
+                                      validation_crops)
+from denoise_studio.core.devices import resolve_device
+from denoise_studio.core.errors import DataError, DenoiseError, SpecInvalidError
+from denoise_studio.core.events import (CheckpointEvent, EvalEvent, Event, FailedEvent, FinishedEvent,
+                                        PreviewEvent, StartedEvent, StepEvent)
+from denoise_studio.core.metrics import psnr_batch
+from denoise_studio.core.network import build_network
+from denoise_studio.core.noise import make_noise
+from denoise_studio.core.runfolder import RunFolder
+from denoise_studio.core.spec import ArchitectureSpec
+
+CHECKPOINT_FORMAT = "denoise-studio/checkpoint"
+
+
+@dataclass
+class TrainConfig:
+    data: str = "builtin"            # a folder of images, or builtin
+    steps: int = 1000
+    batch_size: int = 16             # global: split across torchrun processes
+    crop: int = 64
+    lr: float = 1e-3
+    optimizer: str = "adamw"         # adam or adamw
+    weight_decay: float = 0.0
+    warmup: int = 50                 # steps of linear warm-up, then cosine decay to 1% of lr
+    grad_clip: float = 1.0           # max gradient norm; 0 disables
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"                # auto (bf16 on CUDA), off, bf16, fp16
+    channels_last: bool | None = None   # None: on for CUDA
+    compile: bool = False
+    noise: str = "gaussian"          # gaussian or ddpm
+    sigma: tuple = (5.0, 50.0)       # gaussian σ range, 0–255 scale
+    schedule: str = "linear"         # ddpm: linear or cosine
+    timesteps: int = 1000
+    time_limit: float | None = None  # seconds; ends cleanly, the LR schedule follows it
+    eval_every: int = 100
+    preview_every: int = 100
+    checkpoint_every: int = 200
+    grad_norm_every: int = 10
+    threads: int | None = None       # torch CPU threads (the GUI leaves itself a core)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["sigma"] = list(self.sigma)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: (tuple(v) if k == "sigma" else v) for k, v in d.items() if k in names})
+
+    def noise_dict(self) -> dict:
+        return {"noise": self.noise, "sigma": list(self.sigma), "schedule": self.schedule,
+                "timesteps": self.timesteps}
+
+    def problems(self, spec: ArchitectureSpec) -> list[str]:
+        out = []
+        factor = downsampling_factor(spec)
+        for name in ("steps", "batch_size", "crop", "eval_every", "preview_every", "checkpoint_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                out.append(f"{name} must be a positive integer.")
+        if isinstance(self.crop, int) and self.crop % factor:
+            out.append(f"crop {self.crop} is not a multiple of {factor} (the network downsamples "
+                       f"{int(math.log2(factor))} times); use {max(factor, self.crop // factor * factor)}.")
+        if not self.lr > 0:
+            out.append("lr must be positive.")
+        if self.noise not in ("gaussian", "ddpm"):
+            out.append(f"noise {self.noise!r} is unknown; use gaussian or ddpm.")
+        lo, hi = self.sigma
+        if not 0 <= lo <= hi <= 255:
+            out.append(f"sigma range {lo}-{hi} must satisfy 0 ≤ low ≤ high ≤ 255.")
+        if self.schedule not in ("linear", "cosine"):
+            out.append(f"schedule {self.schedule!r} is unknown; use linear or cosine.")
+        if self.optimizer not in ("adam", "adamw"):
+            out.append(f"optimizer {self.optimizer!r} is unknown; use adam or adamw.")
+        if self.amp not in ("auto", "off", "bf16", "fp16"):
+            out.append(f"amp {self.amp!r} is unknown; use auto, off, bf16 or fp16.")
+        return out
+
+
+class Control:
+    """Stop and pause flags, checked between steps (threading or multiprocessing Events)."""
+
+    def __init__(self, stop=None, pause=None):
+        self.stop = stop if stop is not None else threading.Event()
+        self.pause = pause if pause is not None else threading.Event()
+
+
+def lr_at(config: TrainConfig, step: int, progress: float) -> float:
+    warm = min(1.0, (step + 1) / max(1, config.warmup))
+    return config.lr * warm * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _distributed() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class Trainer:
+    def __init__(self, spec: ArchitectureSpec, config: TrainConfig, sinks=(), run: RunFolder | None = None,
+                 control: Control | None = None, resume: bool = False, images: ImageSet | None = None):
+        self.spec, self.config = spec, config
+        self.rank, self.world = _distributed()
+        self.run_folder = run if self.rank == 0 else None
+        self.sinks = list(sinks) + ([run] if self.run_folder is not None else []) if self.rank == 0 else []
+        self.control = control or Control()
+        self.resume = resume
+        self.images = images
+        self.step = 0
+        self.best_psnr = -math.inf
+        self.eval_history: list[list] = []
+        self.last_checkpoint: str | None = None
+
+    # --- events ---
+    def emit(self, event: Event) -> None:
+        for sink in self.sinks:
+            sink(event)
+
+    def _now(self, step=None) -> dict:
+        return {"step": self.step if step is None else step, "time": time.time()}
+
+    # --- setup ---
+    def _setup(self) -> None:
+        cfg = self.config
+        problems = cfg.problems(self.spec)
+        if problems:
+            raise DenoiseError("invalid training settings: " + " ".join(problems))
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if self.world > 1:
+            self._init_distributed()
+        else:
+            self.device = resolve_device(cfg.device)
+        dev = self.device
+        self.noise = make_noise(cfg.noise_dict())
+        torch.manual_seed(cfg.seed)
+        self.model = build_network(self.spec).to(dev)
+        self.channels_last = cfg.channels_last if cfg.channels_last is not None else dev.type == "cuda"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        amp = cfg.amp
+        if amp == "auto":
+            amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if dev.type == "cuda" else "off"
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler(dev.type, enabled=self.amp_dtype == torch.float16)
+        opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.forward = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+            self.forward = DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        if cfg.compile:
+            self.forward = torch.compile(self.forward)
+        if self.images is None:
+            self.images = ImageSet.load(cfg.data, self.spec.in_channels)
+        if not self.images.train:
+            raise DataError(f"{cfg.data}: no training images.")
+        self.val = validation_crops(self.images.val, cfg.crop).to(dev)
+        preview_size = max(cfg.crop, min(192, min(min(t.shape[1:]) for t in self.images.val)))
+        preview_size -= preview_size % downsampling_factor(self.spec)
+        self.preview_clean = validation_crops(self.images.val, preview_size, count=1).to(dev)
+        g = torch.Generator().manual_seed(12345)   # fixed validation noise
+        self.val_eps = torch.randn(self.val.shape, generator=g).to(dev)
+        self.preview_eps = torch.randn(self.preview_clean.shape, generator=g).to(dev)
+        self.val_level = torch.full((len(self.val),), self.noise.level_for_sigma(VAL_SIGMA), device=dev)
+        if self.resume:
+            self._load_resume()
+
+    def _init_distributed(self) -> None:
+        import torch.distributed as dist
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        want = resolve_device(self.config.device)
+        if want.type == "cuda":
+            self.device = torch.device("cuda", local)
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        if self.config.batch_size % self.world:
+            raise DenoiseError(f"batch size {self.config.batch_size} is not divisible by the {self.world} "
+                               "processes; use a multiple of the process count.")
+
+    def _load_resume(self) -> None:
+        path = self.run_folder.checkpoint("last") if self.run_folder else None
+        if path is None and self.rank == 0:
+            return
+        if self.world > 1:   # every rank reads rank 0's checkpoint path
+            import torch.distributed as dist
+            box = [str(path) if path else None]
+            dist.broadcast_object_list(box, src=0)
+            path = box[0] and Path(box[0])
+            if path is None:
+                return
+        ckpt = load_checkpoint(path)
+        load_weights(self.model, ckpt)
+        if ckpt.optimizer_state is not None:
+            self.optimizer.load_state_dict(ckpt.optimizer_state)
+        self.step = ckpt.step
+        self.best_psnr = ckpt.meta.get("best_psnr") or -math.inf
+        self.eval_history = ckpt.meta.get("history", {}).get("eval", [])
+        self.last_checkpoint = str(path)
+        self.resumed_from = ckpt.step
+
+    # --- the pieces of a step ---
+    def _condition(self, level):
+        c = self.noise.condition(level, self.spec.conditioning)
+        return None if c is None else c.to(self.device)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def _batch(self, step: int):
+        cfg = self.config
+        gen = step_generator(cfg.seed, step)
+        clean = sample_batch(self.images.train, cfg.batch_size, cfg.crop, gen)
+        level = self.noise.sample_levels(cfg.batch_size, gen)
+        eps = torch.randn(clean.shape, generator=gen)
+        if self.world > 1:
+            per = cfg.batch_size // self.world
+            part = slice(self.rank * per, (self.rank + 1) * per)
+            clean, level, eps = clean[part], level[part], eps[part]
+        clean, level, eps = clean.to(self.device), level.to(self.device), eps.to(self.device)
+        x, target = self.noise.corrupt(clean, level, eps)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, target, level
+
+    def _grad_norms(self) -> list[float]:
+        out = []
+        for block in self.model.blocks:
+            sq = [p.grad.detach().float().pow(2).sum() for p in block.parameters() if p.grad is not None]
+            out.append(float(torch.stack(sq).sum().sqrt()) if sq else 0.0)
+        return out
+
+    @torch.no_grad()
+    def _predict(self, clean, eps, level):
+        x, _ = self.noise.corrupt(clean, level, eps)
+        with self._autocast():
+            pred = self.model(x, self._condition(level)).float()
+        return x, pred, self.noise.reconstruct(x, pred, level)
+
+    def evaluate(self) -> EvalEvent:
+        self.model.eval()
+        psnrs, losses, noisy = [], [], []
+        for i in range(0, len(self.val), 16):
+            clean, eps, level = self.val[i:i + 16], self.val_eps[i:i + 16], self.val_level[i:i + 16]
+            x, pred, rec = self._predict(clean, eps, level)
+            _, target = self.noise.corrupt(clean, level, eps)
+            losses.append(F.mse_loss(pred, target, reduction="none").flatten(1).mean(1))
+            psnrs.append(psnr_batch(rec, clean))
+            noisy.append(psnr_batch(self.noise.display_noisy(x, level), clean))
+        self.model.train()
+        return EvalEvent(**self._now(), psnr=float(torch.cat(psnrs).mean()), loss=float(torch.cat(losses).mean()),
+                         noisy_psnr=float(torch.cat(noisy).mean()))
+
+    def preview(self) -> PreviewEvent:
+        self.model.eval()
+        level = self.val_level[:1]
+        x, pred, rec = self._predict(self.preview_clean, self.preview_eps, level)
+        self.model.train()
+        hwc = lambda t: t[0].float().permute(1, 2, 0).cpu().numpy()  # noqa: E731
+        images = {"noisy": hwc(self.noise.display_noisy(x, level)), "noise": hwc(self.noise.added_noise(pred, level)),
+                  "reconstruction": hwc(rec.clamp(0, 1)), "clean": hwc(self.preview_clean),
+                  "true_noise": hwc(self.noise.display_noisy(x, level) - self.preview_clean)}
+        return PreviewEvent(**self._now(), psnr=float(psnr_batch(rec, self.preview_clean)[0]), images=images)
+
+    def _save(self, which: str) -> None:
+        if self.run_folder is None:
+            return
+        path = self.run_folder.checkpoints / f"{which}.safetensors"
+        meta = {"format": CHECKPOINT_FORMAT, "version": 1, "spec": self.spec.to_dict(),
+                "config": self.config.to_dict(), "noise": self.noise.to_dict(), "step": self.step,
+                "best_psnr": None if math.isinf(self.best_psnr) else self.best_psnr,
+                "history": {"eval": self.eval_history}, "world_size": self.world}
+        save_checkpoint(path, self.model, meta, self.optimizer)
+        if which == "last":
+            self.last_checkpoint = str(path)
+        self.emit(CheckpointEvent(**self._now(), path=str(path.relative_to(self.run_folder.path)),
+                                  best=which == "best"))
+
+    def _eval_and_keep_best(self) -> None:
+        if self.rank != 0:
+            return
+        ev = self.evaluate()
+        self.eval_history.append([self.step, ev.psnr])
+        self.emit(ev)
+        if ev.psnr > self.best_psnr:
+            self.best_psnr = ev.psnr
+            self._save("best")
+
+    def _should_stop(self, deadline_hit: bool) -> bool:
+        stop = self.control.stop.is_set() or deadline_hit
+        if self.world > 1:   # rank 0 decides for everyone, or ranks would wait on each other forever
+            import torch.distributed as dist
+            flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
+            dist.broadcast(flag, src=0)
+            stop = bool(flag.item())
+        return stop
+
+    # --- the loop ---
+    def run(self) -> FinishedEvent | FailedEvent:
+        self.resumed_from = None
+        try:
+            self._setup()
+        except SpecInvalidError as e:
+            return self._fail(str(e))
+        except DenoiseError as e:
+            return self._fail(str(e))
+        cfg = self.config
+        self.emit(StartedEvent(**self._now(), total_steps=cfg.steps, device=str(self.device),
+                               params=sum(p.numel() for p in self.model.parameters()), world_size=self.world,
+                               resumed_from=self.resumed_from))
+        start = time.perf_counter()
+        last_t = start
+        reason = "steps"
+        try:
+            while self.step < cfg.steps:
+                elapsed = time.perf_counter() - start
+                if self._should_stop(bool(cfg.time_limit) and elapsed >= cfg.time_limit):
+                    reason = "stopped" if self.control.stop.is_set() else "time"
+                    break
+                while self.control.pause.is_set() and not self.control.stop.is_set():
+                    time.sleep(0.05)
+                    last_t = time.perf_counter()
+                progress = self.step / cfg.steps
+                if cfg.time_limit:
+                    progress = max(progress, elapsed / cfg.time_limit)
+                lr = lr_at(cfg, self.step, progress)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                x, target, level = self._batch(self.step)
+                with self._autocast():
+                    pred = self.forward(x, self._condition(level))
+                loss = F.mse_loss(pred.float(), target)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    return self._fail(f"the loss became {value} at step {self.step + 1}; training stopped. "
+                                      f"Lower the learning rate (now {cfg.lr:g}) or keep gradient clipping on.")
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)
+                norms = self._grad_norms() if (self.step + 1) % cfg.grad_norm_every == 0 else None
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.step += 1
+                now = time.perf_counter()
+                self.emit(StepEvent(**self._now(), loss=value, lr=lr,
+                                    images_per_s=cfg.batch_size / max(now - last_t, 1e-9), grad_norms=norms))
+                last_t = now
+                extra = False   # eval, preview and checkpoint time is kept out of images/s
+                if self.step % cfg.eval_every == 0:
+                    self._eval_and_keep_best()
+                    extra = True
+                if self.step % cfg.preview_every == 0 and self.rank == 0:
+                    self.emit(self.preview())
+                    extra = True
+                if self.step % cfg.checkpoint_every == 0:
+                    self._save("last")
+                    extra = True
+                if extra:
+                    last_t = time.perf_counter()
+        except torch.OutOfMemoryError:
+            self._free_memory()
+            return self._fail(f"out of memory on {self.device} at step {self.step + 1} with batch size "
+                              f"{cfg.batch_size} and crop {cfg.crop}; lower the batch size or the crop.")
+        except RuntimeError as e:
+            if "out of memory" in str(e) or "can't allocate memory" in str(e):
+                self._free_memory()
+                return self._fail(f"out of memory on {self.device} at step {self.step + 1} with batch size "
+                                  f"{cfg.batch_size} and crop {cfg.crop}; lower the batch size or the crop.")
+            return self._fail(f"training failed at step {self.step + 1}: {str(e).splitlines()[0][:300]}")
+        except DenoiseError as e:
+            return self._fail(str(e))
+        if self.step and (not self.eval_history or self.eval_history[-1][0] != self.step):
+            self._eval_and_keep_best()
+        if self.step and self.rank == 0 and self.step % cfg.preview_every:
+            self.emit(self.preview())
+        self._save("last")
+        done = FinishedEvent(**self._now(), reason=reason)
+        self.emit(done)
+        self._close()
+        return done
+
+    def _free_memory(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _fail(self, message: str) -> FailedEvent:
+        event = FailedEvent(**self._now(), message=message, checkpoint=self.last_checkpoint)
+        self.emit(event)
+        self._close()
+        return event
+
+    def _close(self) -> None:
+        if self.run_folder is not None:
+            self.run_folder.close()

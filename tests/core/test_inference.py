@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+import torch
+
+from denoise_studio.core.inference import add_noise, denoise, estimate_sigma255, model_from_spec, predict
+from denoise_studio.core.presets import load_preset
+from denoise_studio.core.spec import spec_from_dict
+from tests.imagegen import TINY_SPEC, smooth_image
+
+
+@pytest.mark.parametrize("preset", ["dncnn", "plain"])
+def test_tiled_matches_whole_image(preset):
+    """Exact for networks whose output depends only on a window (BatchNorm in eval, no norm).
+    GroupNorm and attention see the whole input, so their tiles differ slightly (see README)."""
+    torch.manual_seed(0)
+    spec = load_preset("dncnn") if preset == "dncnn" else spec_from_dict(
+        dict(TINY_SPEC, blocks=[dict(b, norm="none") for b in TINY_SPEC["blocks"]]))
+    lm = model_from_spec(spec)
+    x = torch.rand(3, 150, 170)
+    whole = predict(lm, x, None, tile=None)
+    tiled = predict(lm, x, None, tile=64)
+    assert tiled.shape == whole.shape == x.shape
+    err = float(((tiled - whole) ** 2).mean())
+    peak = float(whole.abs().max()) ** 2
+    assert 10 * np.log10(peak / max(err, 1e-20)) >= 50   # no seams
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (7, 13), (33, 64), (1, 200)])
+def test_any_size_is_padded_and_cropped_back(h, w):
+    lm = model_from_spec(load_preset("unet"))
+    r = denoise(lm, np.random.rand(3, h, w).astype(np.float32), sigma255=25)
+    assert r.reconstruction.shape == (3, h, w) and r.noise.shape == (3, h, w)
+    assert 0 <= r.reconstruction.min() and r.reconstruction.max() <= 1
+
+
+def test_sigma_is_estimated_for_real_noisy_photos():
+    clean = smooth_image(96, 96).transpose(2, 0, 1).astype(np.float32) / 255
+    noisy = add_noise(clean, 20, seed=1)
+    assert abs(estimate_sigma255(noisy) - 20) < 4
+    r = denoise(model_from_spec(spec_from_dict(TINY_SPEC)), noisy)
+    assert r.estimated and abs(r.sigma255 - 20) < 4
+
+
+def test_add_noise_is_seeded_and_unclipped():
+    clean = np.full((3, 8, 8), 0.99, np.float32)
+    a, b = add_noise(clean, 25, seed=4), add_noise(clean, 25, seed=4)
+    assert np.array_equal(a, b) and a.max() > 1 and abs(float((a - clean).std()) * 255 - 25) < 5
