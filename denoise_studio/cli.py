@@ -10,24 +10,10 @@ import json
 import sys
 
 from denoise_studio import __version__
+from denoise_studio.format import count as fmt_count
+from denoise_studio.format import size_bytes as fmt_bytes
 
 EXIT_INVALID = 2
-
-
-def fmt_count(n) -> str:
-    if n is None:
-        return "—"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f}{unit}"
-    return str(n)
-
-
-def fmt_bytes(n) -> str:
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
 
 
 def cmd_presets(args) -> int:

@@ -2,7 +2,11 @@ import os
 
 # GUI tests never need a display; set before anything imports Qt.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-os.environ.setdefault("DENOISE_STUDIO_SETTINGS", "test")  # keep QSettings away from the user's
+import tempfile
+
+_scratch = tempfile.mkdtemp(prefix="denoise-studio-tests-")
+os.environ["DENOISE_STUDIO_SETTINGS"] = os.path.join(_scratch, "settings.ini")  # never the user's settings
+os.environ["DENOISE_STUDIO_RUNS"] = os.path.join(_scratch, "runs")
 
 import pytest
 import torch

@@ -1,0 +1,51 @@
+"""Start the desktop app: a splash within a second (Qt only), then the window once torch
+and the panels have loaded."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+
+def run(path: str | None = None) -> int:
+    t0 = time.perf_counter()
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication, QLabel
+
+    app = QApplication.instance() or QApplication(sys.argv)
+    app.setApplicationName("Denoise Studio")
+    app.setOrganizationName("Denoise Studio")
+    splash = QLabel("Denoise Studio\n\nloading PyTorch…")
+    splash.setObjectName("Splash")
+    splash.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    splash.setWindowFlags(Qt.WindowType.SplashScreen | Qt.WindowType.FramelessWindowHint)
+    splash.setStyleSheet("background: #1f2a44; color: white; font-size: 18px; padding: 30px;")
+    splash.resize(360, 160)
+    screen = QGuiApplication.primaryScreen()
+    if screen is not None:
+        splash.move(screen.availableGeometry().center() - splash.rect().center())
+    splash.show()
+    app.processEvents()
+    t_splash = time.perf_counter() - t0
+
+    from denoise_studio.gui.main_window import MainWindow
+    window = MainWindow()
+    if path:
+        open_path(window, path)
+    window.show()
+    splash.close()
+    app.processEvents()
+    window.show_message(f"Ready: splash after {t_splash:.2f} s, window after {time.perf_counter() - t0:.2f} s")
+    return app.exec()
+
+
+def open_path(window, path: str) -> None:
+    """A spec (.json), a run folder, or an image."""
+    p = Path(path)
+    if p.is_dir():
+        window.training.open_run(p)
+    elif p.suffix.lower() == ".json":
+        window.open_spec(p)
+    else:
+        window.image_pane.open_requested.emit(str(p))

@@ -1,0 +1,249 @@
+"""Live plots: the loss curve (raw, smoothed, validation PSNR, other runs to compare) and
+the per-block gradient-norm strip.
+
+Items are created once and fed with setData from a 20 Hz timer (never once per step);
+data lives in growable numpy buffers; downsampling and clip-to-view keep a million
+points cheap.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+REDRAW_MS = 50
+EMA_ALPHA = 0.02
+COMPARE_COLOURS = ("#e45756", "#54a24b", "#b279a2", "#f58518")
+
+
+class Series:
+    """A growable (x, y) buffer."""
+
+    def __init__(self, capacity: int = 4096):
+        self.x = np.empty(capacity, np.float64)
+        self.y = np.empty(capacity, np.float64)
+        self.n = 0
+
+    def append(self, x: float, y: float) -> None:
+        if self.n == len(self.x):
+            self.x = np.resize(self.x, 2 * self.n)
+            self.y = np.resize(self.y, 2 * self.n)
+        self.x[self.n], self.y[self.n] = x, y
+        self.n += 1
+
+    def extend(self, xs, ys) -> None:
+        for x, y in zip(xs, ys):
+            self.append(x, y)
+
+    def data(self):
+        return self.x[:self.n], self.y[:self.n]
+
+    def clear(self) -> None:
+        self.n = 0
+
+
+class LossPlot(QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("LossPlot")
+        self.setAccessibleName("Loss plot")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.plot = pg.PlotWidget(background="w")
+        self.plot.setObjectName("LossPlotWidget")
+        item = self.plot.getPlotItem()
+        item.showGrid(x=True, y=True, alpha=0.25)
+        item.setLabel("bottom", "step")
+        item.setLabel("left", "loss")
+        item.addLegend(offset=(-10, 10))
+        self.raw_curve = item.plot(pen=pg.mkPen("#9fb8d9", width=1), name="loss")
+        self.ema_curve = item.plot(pen=pg.mkPen("#1f4e9c", width=2), name="smoothed")
+        for c in (self.raw_curve, self.ema_curve):
+            c.setDownsampling(auto=True, method="peak")
+            c.setClipToView(True)
+        self.best_marker = pg.ScatterPlotItem(size=10, brush=pg.mkBrush("#e45756"), pen=pg.mkPen("w"),
+                                              symbol="star", name="best")
+        item.addItem(self.best_marker)
+        # validation PSNR on a second axis
+        self.psnr_view = pg.ViewBox()
+        item.showAxis("right")
+        item.scene().addItem(self.psnr_view)
+        item.getAxis("right").linkToView(self.psnr_view)
+        item.getAxis("right").setLabel("validation PSNR (dB)", color="#2a8c4a")
+        self.psnr_view.setXLink(item)
+        self.psnr_curve = pg.PlotDataItem(pen=pg.mkPen("#2a8c4a", width=2), symbol="o", symbolSize=5,
+                                          symbolBrush="#2a8c4a")
+        self.psnr_view.addItem(self.psnr_curve)
+        item.getViewBox().sigResized.connect(self._sync_views)
+        legend = item.legend
+        legend.addItem(self.psnr_curve, "validation PSNR")
+        # crosshair readout
+        self.vline = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine))
+        item.addItem(self.vline, ignoreBounds=True)
+        self.readout = QLabel(" ")
+        self.readout.setObjectName("LossReadout")
+        self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
+
+        bar = QHBoxLayout()
+        self.log_y = QCheckBox("log y")
+        self.log_y.setObjectName("LogYToggle")
+        self.log_y.setChecked(True)
+        self.log_y.toggled.connect(lambda on: item.setLogMode(y=on))
+        item.setLogMode(y=True)
+        bar.addWidget(self.log_y)
+        bar.addWidget(self.readout, 1)
+        lay.addLayout(bar)
+        lay.addWidget(self.plot, 1)
+
+        self.raw, self.ema, self.psnr = Series(), Series(), Series()
+        self.compare: list[tuple[str, pg.PlotDataItem]] = []
+        self._ema = 0.0
+        self._ema_n = 0
+        self._best = (math.nan, math.inf)
+        self._dirty = False
+        self.timer = QTimer(self)
+        self.timer.setInterval(REDRAW_MS)
+        self.timer.timeout.connect(self.redraw)
+        self.timer.start()
+
+    def _sync_views(self) -> None:
+        self.psnr_view.setGeometry(self.plot.getPlotItem().getViewBox().sceneBoundingRect())
+        self.psnr_view.linkedViewChanged(self.plot.getPlotItem().getViewBox(), self.psnr_view.XAxis)
+
+    # --- data in ---
+    def clear(self) -> None:
+        for s in (self.raw, self.ema, self.psnr):
+            s.clear()
+        self._ema, self._ema_n, self._best = 0.0, 0, (math.nan, math.inf)
+        for _, curve in self.compare:
+            self.plot.getPlotItem().removeItem(curve)
+        self.compare = []
+        self._dirty = True
+
+    def add_loss(self, step: int, loss: float) -> None:
+        if not math.isfinite(loss) or loss <= 0:
+            return
+        self.raw.append(step, loss)
+        self._ema_n += 1
+        self._ema = (1 - EMA_ALPHA) * self._ema + EMA_ALPHA * loss
+        smoothed = self._ema / (1 - (1 - EMA_ALPHA) ** self._ema_n)   # bias-corrected
+        self.ema.append(step, smoothed)
+        if smoothed < self._best[1]:
+            self._best = (step, smoothed)
+        self._dirty = True
+
+    def add_losses(self, steps, losses) -> None:
+        for s, v in zip(steps, losses):
+            self.add_loss(s, v)
+
+    def add_psnr(self, step: int, psnr: float) -> None:
+        self.psnr.append(step, psnr)
+        self._dirty = True
+
+    def add_comparison(self, name: str, steps, losses) -> None:
+        """Overlay another run's smoothed loss curve."""
+        s = Series()
+        ema, n = 0.0, 0
+        for x, y in zip(steps, losses):
+            if math.isfinite(y) and y > 0:
+                n += 1
+                ema = (1 - EMA_ALPHA) * ema + EMA_ALPHA * y
+                s.append(x, ema / (1 - (1 - EMA_ALPHA) ** n))
+        colour = COMPARE_COLOURS[len(self.compare) % len(COMPARE_COLOURS)]
+        curve = self.plot.getPlotItem().plot(*s.data(), pen=pg.mkPen(colour, width=2, style=Qt.PenStyle.DashLine),
+                                             name=name)
+        curve.setDownsampling(auto=True, method="peak")
+        curve.setClipToView(True)
+        self.compare.append((name, curve))
+
+    # --- drawing ---
+    def redraw(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        self.raw_curve.setData(*self.raw.data())
+        self.ema_curve.setData(*self.ema.data())
+        self.psnr_curve.setData(*self.psnr.data())
+        if self.psnr.n:
+            _, y = self.psnr.data()
+            self.psnr_view.setYRange(float(y.min()) - 0.5, float(y.max()) + 0.5, padding=0.05)
+        step, best = self._best
+        if math.isfinite(best):
+            y = math.log10(best) if self.log_y.isChecked() else best
+            self.best_marker.setData([step], [y])
+
+    def _mouse_moved(self, pos) -> None:
+        vb = self.plot.getPlotItem().getViewBox()
+        if not self.plot.sceneBoundingRect().contains(pos) or not self.raw.n:
+            return
+        x = vb.mapSceneToView(pos).x()
+        xs, ys = self.raw.data()
+        i = int(np.clip(np.searchsorted(xs, x), 0, self.raw.n - 1))
+        self.vline.setPos(xs[i])
+        text = f"step {int(xs[i])} · loss {ys[i]:.5g} · smoothed {self.ema.y[i]:.5g}"
+        if self.psnr.n:
+            px, py = self.psnr.data()
+            j = int(np.clip(np.searchsorted(px, xs[i], side="right") - 1, 0, self.psnr.n - 1))
+            text += f" · PSNR {py[j]:.2f} dB (step {int(px[j])})"
+        self.readout.setText(text)
+
+
+class GradNormStrip(QWidget):
+    """log10 of each block's gradient norm over time: a heat strip, one row per block."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("GradNormStrip")
+        self.setAccessibleName("Gradient norms per block")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.plot = pg.PlotWidget(background="w")
+        pi = self.plot.getPlotItem()
+        pi.setLabel("left", "block")
+        pi.setLabel("bottom", "step")
+        pi.getViewBox().invertY(True)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setColorMap(pg.colormap.get("viridis"))
+        pi.addItem(self.image)
+        self.bar = pg.ColorBarItem(values=(-4, 1), colorMap=pg.colormap.get("viridis"), label="log10 |grad|",
+                                   interactive=False, width=12)
+        self.bar.setImageItem(self.image, insert_in=pi)
+        lay.addWidget(self.plot)
+        self.steps: list[int] = []
+        self.rows: list[list[float]] = []
+        self._dirty = False
+        self.timer = QTimer(self)
+        self.timer.setInterval(250)
+        self.timer.timeout.connect(self.redraw)
+        self.timer.start()
+
+    def clear(self) -> None:
+        self.steps, self.rows = [], []
+        self.image.clear()
+
+    def add(self, step: int, norms) -> None:
+        self.steps.append(step)
+        self.rows.append([math.log10(max(n, 1e-12)) for n in norms])
+        self._dirty = True
+
+    def matrix(self) -> np.ndarray:
+        """(blocks, samples) of log10 norms."""
+        width = max((len(r) for r in self.rows), default=0)
+        m = np.full((width, len(self.rows)), np.nan, np.float32)
+        for j, r in enumerate(self.rows):
+            m[:len(r), j] = r
+        return m
+
+    def redraw(self) -> None:
+        if not self._dirty or not self.rows:
+            return
+        self._dirty = False
+        m = self.matrix()
+        lo, hi = np.nanpercentile(m, 2), np.nanpercentile(m, 98)
+        self.bar.setLevels((float(lo), float(max(hi, lo + 1e-3))))
+        span = max(1, self.steps[-1] - self.steps[0])
+        self.image.setImage(np.nan_to_num(m, nan=float(lo)), autoLevels=False)
+        self.image.setRect(self.steps[0], 0, span, m.shape[0])

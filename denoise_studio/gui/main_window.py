@@ -1,0 +1,298 @@
+"""The main window: model builder (left), image pane (centre), training view (bottom)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtGui import QAction, QFont, QKeySequence
+from PySide6.QtWidgets import (QDialog, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
+                               QPlainTextEdit, QVBoxLayout)
+
+from denoise_studio import __version__
+from denoise_studio.core.errors import DenoiseError
+from denoise_studio.core.network import network_code
+from denoise_studio.core.presets import load_preset, preset_names
+from denoise_studio.core.spec import ArchitectureSpec, load_spec_file
+from denoise_studio.format import count
+from denoise_studio.gui.document import SpecDocument
+from denoise_studio.gui.image_pane import ImagePane
+from denoise_studio.gui.model_builder import ModelBuilder
+from denoise_studio.gui.training_view import TrainingView
+
+DEFAULT_PRESET = "seed-simple-fixed"
+MAX_RECENT = 8
+
+
+def settings() -> QSettings:
+    """The user's settings; tests point DENOISE_STUDIO_SETTINGS at a throwaway .ini file."""
+    path = os.environ.get("DENOISE_STUDIO_SETTINGS")
+    if path:
+        return QSettings(path, QSettings.Format.IniFormat)
+    return QSettings("Denoise Studio", "Denoise Studio")
+
+
+class CodeView(QDialog):
+    """The generated PyTorch code of the network, read-only and selectable."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("CodeView")
+        self.setWindowTitle("Network as PyTorch")
+        self.resize(820, 700)
+        lay = QVBoxLayout(self)
+        self.text = QPlainTextEdit()
+        self.text.setReadOnly(True)
+        font = QFont("Monospace")
+        font.setStyleHint(QFont.StyleHint.TypeWriter)
+        self.text.setFont(font)
+        lay.addWidget(self.text)
+
+    def show_spec(self, spec: ArchitectureSpec) -> None:
+        try:
+            self.text.setPlainText(network_code(spec))
+        except DenoiseError as e:
+            self.text.setPlainText(f"# This network cannot be built yet:\n# {e}\n")
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("MainWindow")
+        self.setAccessibleName("Denoise Studio")
+        self.ask_before_close = True
+        self.last_error = ""
+        self.doc = SpecDocument(parent=self)
+        self.builder = ModelBuilder(self.doc)
+        self.image_pane = ImagePane()
+        self.training = TrainingView(self.doc, self.image_pane)
+        self.code_view: CodeView | None = None
+        self.setCentralWidget(self.image_pane)
+        self.builder_dock = self._dock("Model builder", "ModelBuilderDock", self.builder,
+                                       Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.training_dock = self._dock("Training", "TrainingDock", self.training,
+                                        Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.resizeDocks([self.builder_dock], [560], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.training_dock], [400], Qt.Orientation.Vertical)
+        self.status = QLabel()
+        self.statusBar().addPermanentWidget(self.status)
+        self._menus()
+        self.doc.changed.connect(self._update_status)
+        self.doc.undo_stack.cleanChanged.connect(lambda _: self._update_title())
+        self.doc.path_changed.connect(self._update_title)
+        self.resize(1500, 950)
+        self._restore_settings()
+        if not self.doc.spec.blocks:
+            self.doc.load(load_preset(DEFAULT_PRESET))
+        self._update_title()
+        self._update_status()
+
+    # --- construction ---
+    def _dock(self, title, name, widget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, menu, text, slot, shortcut=None, name=None) -> QAction:
+        a = QAction(text, self)
+        if shortcut:
+            a.setShortcut(QKeySequence(shortcut))
+        if name:
+            a.setObjectName(name)
+        a.triggered.connect(slot)
+        menu.addAction(a)
+        return a
+
+    def _menus(self) -> None:
+        bar = self.menuBar()
+        f = bar.addMenu("&File")
+        self._action(f, "&New network", self.new_spec, QKeySequence.StandardKey.New, "ActionNew")
+        self._action(f, "&Open network…", self.open_spec_dialog, QKeySequence.StandardKey.Open, "ActionOpen")
+        self.recent_menu = f.addMenu("Open &recent")
+        self._action(f, "&Save network", self.save, QKeySequence.StandardKey.Save, "ActionSave")
+        self._action(f, "Save network &as…", self.save_as, QKeySequence.StandardKey.SaveAs, "ActionSaveAs")
+        f.addSeparator()
+        self._action(f, "Open &image…", self.image_pane.open_image_dialog, "Ctrl+I", "ActionOpenImage")
+        self._action(f, "Open r&un…", self.training.open_run_dialog, "Ctrl+Shift+O", "ActionOpenRun")
+        f.addSeparator()
+        self._action(f, "&Quit", self.close, QKeySequence.StandardKey.Quit, "ActionQuit")
+
+        e = bar.addMenu("&Edit")
+        undo = self.doc.undo_stack.createUndoAction(self, "&Undo")
+        undo.setShortcut(QKeySequence.StandardKey.Undo)
+        undo.setObjectName("ActionUndo")
+        redo = self.doc.undo_stack.createRedoAction(self, "&Redo")
+        redo.setShortcuts([QKeySequence.StandardKey.Redo, QKeySequence("Ctrl+Y")])
+        redo.setObjectName("ActionRedo")
+        e.addAction(undo)
+        e.addAction(redo)
+        e.addSeparator()
+        self._action(e, "&Duplicate block", self.builder._duplicate, "Ctrl+D", "ActionDuplicate")
+        self._action(e, "Move block &up", lambda: self.builder._move(-1), "Ctrl+Up")
+        self._action(e, "Move block do&wn", lambda: self.builder._move(+1), "Ctrl+Down")
+        self._action(e, "&Fix first problem", self.builder.summary.fix_selected, "Ctrl+Shift+F", "ActionFix")
+
+        p = bar.addMenu("&Presets")
+        for name in preset_names():
+            a = self._action(p, name, (lambda n: lambda: self.open_preset(n))(name))
+            a.setToolTip(load_preset(name).description)
+        p.setToolTipsVisible(True)
+
+        v = bar.addMenu("&View")
+        self._action(v, "Network as &PyTorch…", self.show_code, "Ctrl+Shift+P", "ActionViewCode")
+        v.addSeparator()
+        v.addAction(self.builder_dock.toggleViewAction())
+        v.addAction(self.training_dock.toggleViewAction())
+
+        h = bar.addMenu("&Help")
+        self._action(h, "&About Denoise Studio", self.about)
+
+    # --- files ---
+    def confirm_discard(self) -> bool:
+        if not self.doc.modified or not self.ask_before_close:
+            return True
+        answer = QMessageBox.question(self, "Unsaved network", f"Save the changes to {self.doc.spec.name}?",
+                                      QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+                                      | QMessageBox.StandardButton.Cancel)
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def new_spec(self) -> None:
+        if self.confirm_discard():
+            self.doc.load(ArchitectureSpec(name="untitled"))
+
+    def open_preset(self, name: str) -> None:
+        if self.confirm_discard():
+            self.doc.load(load_preset(name))
+            a = self.doc.analysis
+            self.show_message(f"Preset {name}: " + ("valid" if a.valid else f"{len(a.errors)} problem(s) — "
+                                                    "see the problems list for why and a one-click fix"))
+
+    def open_spec_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open network", self._last_dir(), "Networks (*.json)")
+        if path:
+            self.open_spec(path)
+
+    def open_spec(self, path) -> bool:
+        if not self.confirm_discard():
+            return False
+        try:
+            spec = load_spec_file(path)
+        except DenoiseError as e:
+            self.show_error(str(e))
+            return False
+        self.doc.load(spec, Path(path))
+        self._add_recent(path)
+        return True
+
+    def save(self) -> bool:
+        if self.doc.path is None:
+            return self.save_as()
+        return self.save_to(self.doc.path)
+
+    def save_as(self) -> bool:
+        start = str(Path(self._last_dir()) / f"{self.doc.spec.name}.json")
+        path, _ = QFileDialog.getSaveFileName(self, "Save network", start, "Networks (*.json)")
+        return self.save_to(Path(path)) if path else False
+
+    def save_to(self, path) -> bool:
+        path = Path(path)
+        try:
+            self.doc.spec.save(path)
+        except OSError as e:
+            self.show_error(f"Could not save {path}: {e.strerror or e}.")
+            return False
+        self.doc.mark_saved(path)
+        self._add_recent(path)
+        self.show_message(f"Saved {path}")
+        return True
+
+    def _last_dir(self) -> str:
+        return str(settings().value("last_dir", str(Path.home())))
+
+    def _add_recent(self, path) -> None:
+        s = settings()
+        recent = [p for p in (s.value("recent") or []) if p != str(path)]
+        recent = [str(path), *recent][:MAX_RECENT]
+        s.setValue("recent", recent)
+        s.setValue("last_dir", str(Path(path).parent))
+        self._fill_recent(recent)
+
+    def _fill_recent(self, recent) -> None:
+        self.recent_menu.clear()
+        for p in recent:
+            self.recent_menu.addAction(p, (lambda p: lambda: self.open_spec(p))(p))
+        self.recent_menu.setEnabled(bool(recent))
+
+    # --- views ---
+    def show_code(self) -> None:
+        if self.code_view is None:
+            self.code_view = CodeView(self)
+            self.doc.changed.connect(lambda: self.code_view.show_spec(self.doc.spec))
+        self.code_view.show_spec(self.doc.spec)
+        self.code_view.show()
+        self.code_view.raise_()
+
+    def about(self) -> None:
+        box = QMessageBox(QMessageBox.Icon.Information, "About Denoise Studio",
+                          f"<b>Denoise Studio {__version__}</b><br>A workbench for the building blocks of "
+                          "diffusion models: build a noise-prediction network, train it live, and see what "
+                          "noise it thinks was added.", parent=self)
+        box.setObjectName("AboutBox")
+        box.open()
+
+    def show_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
+
+    def show_error(self, text: str) -> None:
+        """One clear line in the status bar and a non-modal box; nothing is lost."""
+        self.last_error = text
+        self.statusBar().showMessage(text, 15000)
+        box = QMessageBox(QMessageBox.Icon.Warning, "Denoise Studio", text, parent=self)
+        box.setObjectName("ErrorBox")
+        box.open()
+
+    def _update_title(self) -> None:
+        where = f" — {self.doc.path}" if self.doc.path else ""
+        star = " *" if self.doc.modified else ""
+        self.setWindowTitle(f"{self.doc.spec.name}{star}{where} — Denoise Studio")
+
+    def _update_status(self) -> None:
+        a = self.doc.analysis
+        self.status.setText(f"{'valid' if a.valid else f'{len(a.errors)} error(s)'} · "
+                            f"{count(a.total_params)} params · {count(a.total_flops)}FLOPs at {a.size}²")
+        self._update_title()
+
+    # --- settings ---
+    def _restore_settings(self) -> None:
+        s = settings()
+        geometry, state = s.value("geometry"), s.value("window_state")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+        self._fill_recent(s.value("recent") or [])
+        last = s.value("last_spec")
+        if last and Path(str(last)).is_file():
+            try:
+                self.doc.load(load_spec_file(last), Path(str(last)))
+            except DenoiseError:
+                pass
+
+    def closeEvent(self, event):
+        if not self.confirm_discard():
+            event.ignore()
+            return
+        self.training.shutdown()
+        s = settings()
+        s.setValue("geometry", self.saveGeometry())
+        s.setValue("window_state", self.saveState())
+        s.setValue("last_spec", str(self.doc.path) if self.doc.path else "")
+        event.accept()
+

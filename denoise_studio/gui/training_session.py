@@ -1,0 +1,114 @@
+"""Runs one training child process and turns its events into Qt signals.
+
+A QTimer drains the event queue in the GUI thread (no thread touches a widget), and
+notices when the child dies without saying why (killed, crashed, out of memory).
+"""
+from __future__ import annotations
+
+import queue
+import time
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from denoise_studio.core.events import FailedEvent
+from denoise_studio.core.worker import spawn_context, train_in_child
+
+POLL_MS = 50
+MAX_EVENTS_PER_POLL = 500
+
+
+class TrainingSession(QObject):
+    event = Signal(object)      # every core event, in order
+    ended = Signal(object)      # the FinishedEvent or FailedEvent that ended the run
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.ctx = spawn_context()
+        self.process = None
+        self.queue = None
+        self.stop_flag = None
+        self.pause_flag = None
+        self.run_dir = None
+        self.last_step = 0
+        self.last_checkpoint = None
+        self._done = True
+        self.timer = QTimer(self)
+        self.timer.setInterval(POLL_MS)
+        self.timer.timeout.connect(self.poll)
+
+    @property
+    def running(self) -> bool:
+        return not self._done
+
+    @property
+    def paused(self) -> bool:
+        return self.pause_flag is not None and self.pause_flag.is_set()
+
+    def start(self, spec: dict, config: dict, run_dir: str, resume: bool = False) -> None:
+        if self.running:
+            raise RuntimeError("a run is already in progress")
+        self.queue = self.ctx.Queue()
+        self.stop_flag, self.pause_flag = self.ctx.Event(), self.ctx.Event()
+        self.run_dir = run_dir
+        self.last_step, self.last_checkpoint = 0, None
+        self.process = self.ctx.Process(target=train_in_child, name="denoise-studio-training", daemon=True,
+                                        args=(spec, config, run_dir, self.queue, self.stop_flag, self.pause_flag,
+                                              resume))
+        self._done = False
+        self.process.start()
+        self.timer.start()
+
+    def pause(self, on: bool) -> None:
+        if self.pause_flag is not None:
+            (self.pause_flag.set if on else self.pause_flag.clear)()
+
+    def stop(self) -> None:
+        if self.stop_flag is not None:
+            self.stop_flag.set()
+            self.pause_flag.clear()
+
+    def kill(self) -> None:
+        """Hard stop, for shutdown: the run folder keeps its last complete checkpoint."""
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+            self.process.join(2)
+
+    def poll(self) -> None:
+        for _ in range(MAX_EVENTS_PER_POLL):
+            try:
+                ev = self.queue.get_nowait()
+            except (queue.Empty, EOFError, OSError):
+                break
+            self._handle(ev)
+            if self._done:
+                return
+        if not self._done and self.process is not None and not self.process.is_alive():
+            # Drain what it said before dying, then report the death itself.
+            time.sleep(0.05)
+            while True:
+                try:
+                    self._handle(self.queue.get_nowait())
+                except (queue.Empty, EOFError, OSError):
+                    break
+                if self._done:
+                    return
+            code = self.process.exitcode
+            why = {-9: "it was killed (SIGKILL), perhaps by the system for lack of memory",
+                   -11: "it crashed (segmentation fault)", -15: "it was terminated"}.get(code, f"exit code {code}")
+            self._handle(FailedEvent(step=self.last_step, time=time.time(),
+                                     message=f"the training process ended unexpectedly: {why}.",
+                                     checkpoint=self.last_checkpoint))
+
+    def _handle(self, ev) -> None:
+        self.last_step = max(self.last_step, getattr(ev, "step", 0))
+        if ev.name == "checkpoint" and not ev.best:
+            self.last_checkpoint = ev.path
+        self.event.emit(ev)
+        if ev.name in ("finished", "failed"):
+            self._done = True
+            self.timer.stop()
+            if self.process is not None:
+                self.process.join(5)
+                if self.process.is_alive():
+                    self.process.kill()
+            self.ended.emit(ev)

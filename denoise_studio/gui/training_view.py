@@ -1,0 +1,430 @@
+"""The training view: device, settings, start/pause/stop, live loss plot, gradient norms,
+progress, and runs (open, resume, compare). Training runs in a child process."""
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
+                               QProgressBar, QPushButton, QSpinBox, QSplitter, QTabWidget, QVBoxLayout, QWidget)
+
+from denoise_studio.core.analysis import analyze, downsampling_factor
+from denoise_studio.core.devices import cpu_has_bf16, list_devices
+from denoise_studio.core.errors import DenoiseError
+from denoise_studio.core.images import load_image
+from denoise_studio.core.runfolder import RunFolder
+from denoise_studio.core.trainer import TrainConfig
+from denoise_studio.format import duration
+from denoise_studio.gui.document import SpecDocument
+from denoise_studio.gui.image_pane import ImagePane
+from denoise_studio.gui.loss_plot import GradNormStrip, LossPlot
+from denoise_studio.gui.training_session import TrainingSession
+
+BUILTIN_LABEL = "built-in samples (scikit-image)"
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("DENOISE_STUDIO_RUNS", Path.home() / "DenoiseStudio" / "runs"))
+
+
+class DeviceSelector(QComboBox):
+    """auto, then every device with its name and memory; unavailable ones disabled, with the reason."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("DeviceSelector")
+        self.setAccessibleName("Training device")
+        self.addItem("auto (best available)", "auto")
+        for d in list_devices():
+            self.addItem(d.label, d.id)
+            if not d.available:
+                item = self.model().item(self.count() - 1)
+                item.setEnabled(False)
+                item.setToolTip(d.reason)
+        self.setCurrentIndex(0)
+
+    def device(self) -> str:
+        return self.currentData()
+
+
+class TrainingView(QWidget):
+    def __init__(self, doc: SpecDocument, image_pane: ImagePane | None = None, parent=None):
+        super().__init__(parent)
+        self.setObjectName("TrainingView")
+        self.setAccessibleName("Training view")
+        self.doc = doc
+        self.image_pane = image_pane
+        self.runs_dir = default_runs_dir()
+        self.session = TrainingSession(self)
+        self.session.event.connect(self.on_event)
+        self.session.ended.connect(self.on_ended)
+        self.current_run: Path | None = None
+        self.total_steps = 0
+        self.start_time = 0.0
+        self.first_step = 0
+        self.rate = 0.0
+        self.data_folder: str | None = None
+
+        root = QHBoxLayout(self)
+        root.setContentsMargins(4, 4, 4, 4)
+        left_box = QWidget()
+        left_box.setMaximumWidth(380)
+        left = QVBoxLayout(left_box)
+        left.setContentsMargins(0, 0, 0, 0)
+        root.addWidget(left_box, 0)
+        form_box = QWidget()
+        form_box.setObjectName("TrainingSettings")
+        form = QFormLayout(form_box)
+        form.setContentsMargins(0, 0, 0, 0)
+        self.device_selector = DeviceSelector()
+        self.device_selector.currentIndexChanged.connect(self._device_changed)
+        form.addRow("device", self.device_selector)
+        self.data = QComboBox()
+        self.data.setObjectName("DataSource")
+        self.data.addItems([BUILTIN_LABEL, "choose a folder…"])
+        self.data.activated.connect(self._data_chosen)
+        form.addRow("data", self.data)
+        self.noise = QComboBox()
+        self.noise.setObjectName("NoiseProcess")
+        self.noise.addItems(["gaussian", "ddpm"])
+        self.noise.currentTextChanged.connect(self._noise_changed)
+        form.addRow("noise", self.noise)
+        sig = QHBoxLayout()
+        self.sigma_lo, self.sigma_hi = QDoubleSpinBox(), QDoubleSpinBox()
+        for w, v in ((self.sigma_lo, 5), (self.sigma_hi, 50)):
+            w.setRange(0, 255)
+            w.setDecimals(1)
+            w.setValue(v)
+            sig.addWidget(w)
+        self.sigma_row = QWidget()
+        self.sigma_row.setLayout(sig)
+        sig.setContentsMargins(0, 0, 0, 0)
+        form.addRow("σ range (0–255)", self.sigma_row)
+        ddpm = QHBoxLayout()
+        ddpm.setContentsMargins(0, 0, 0, 0)
+        self.schedule = QComboBox()
+        self.schedule.addItems(["linear", "cosine"])
+        self.timesteps = QSpinBox()
+        self.timesteps.setRange(2, 10000)
+        self.timesteps.setValue(1000)
+        self.timesteps.setPrefix("T ")
+        ddpm.addWidget(self.schedule)
+        ddpm.addWidget(self.timesteps)
+        self.ddpm_row = QWidget()
+        self.ddpm_row.setLayout(ddpm)
+        form.addRow("schedule", self.ddpm_row)
+        self.crop = self._spin(form, "crop", 64, 8, 1024, 8)
+        self.batch = self._spin(form, "batch size", 16, 1, 4096)
+        self.steps = self._spin(form, "steps", 2000, 1, 10_000_000, 100)
+        self.lr = QDoubleSpinBox()
+        self.lr.setDecimals(5)
+        self.lr.setRange(1e-5, 1.0)
+        self.lr.setSingleStep(1e-4)
+        self.lr.setValue(1e-3)
+        form.addRow("learning rate", self.lr)
+        self.seed = self._spin(form, "seed", 0, 0, 2**31 - 1)
+        self.amp = QCheckBox("bf16 autocast")
+        self.compile = QCheckBox("torch.compile")
+        flags = QHBoxLayout()
+        flags.addWidget(self.amp)
+        flags.addWidget(self.compile)
+        form.addRow("speed", flags)
+        left.addWidget(form_box)
+
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.start_button.setObjectName("StartButton")
+        self.start_button.setToolTip("Start training (F5)")
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.setObjectName("PauseButton")
+        self.pause_button.setToolTip("Pause or resume (F6)")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("StopButton")
+        self.stop_button.setToolTip("Stop after the current step, keeping a checkpoint (Shift+F5)")
+        for b in (self.start_button, self.pause_button, self.stop_button):
+            b.setAccessibleName(b.text() + " training")
+            buttons.addWidget(b)
+        left.addLayout(buttons)
+        self.start_button.clicked.connect(self.start)
+        self.pause_button.clicked.connect(self.toggle_pause)
+        self.stop_button.clicked.connect(self.stop)
+        for key, slot in (("F5", self.start), ("F6", self.toggle_pause), ("Shift+F5", self.stop)):
+            QShortcut(QKeySequence(key), self, slot, context=Qt.ShortcutContext.WindowShortcut)
+        runs = QHBoxLayout()
+        self.open_run_button = QPushButton("Open run…")
+        self.open_run_button.setObjectName("OpenRunButton")
+        self.open_run_button.clicked.connect(self.open_run_dialog)
+        self.resume_button = QPushButton("Resume run")
+        self.resume_button.setObjectName("ResumeButton")
+        self.resume_button.clicked.connect(self.resume)
+        self.compare_button = QPushButton("Compare…")
+        self.compare_button.setObjectName("CompareButton")
+        self.compare_button.setToolTip("Overlay another run's loss curve")
+        self.compare_button.clicked.connect(self.compare_dialog)
+        for b in (self.open_run_button, self.resume_button, self.compare_button):
+            runs.addWidget(b)
+        left.addLayout(runs)
+        self.progress = QProgressBar()
+        self.progress.setObjectName("TrainingProgress")
+        self.progress.setFormat("%p%")
+        left.addWidget(self.progress)
+        self.status = QLabel("Ready: press Start to train the network in the builder.")
+        self.status.setObjectName("TrainingStatus")
+        self.status.setWordWrap(True)
+        left.addWidget(self.status)
+        self.message = QLabel("")
+        self.message.setObjectName("TrainingMessage")
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #b3261e;")
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        left.addWidget(self.message)
+        left.addStretch(1)
+
+        tabs = QTabWidget()
+        self.loss_plot = LossPlot()
+        self.grad_strip = GradNormStrip()
+        tabs.addTab(self.loss_plot, "Loss")
+        tabs.addTab(self.grad_strip, "Gradient norms")
+        root.addWidget(tabs, 1)
+        self._noise_changed("gaussian")
+        self._device_changed()
+        self._set_running(False)
+
+    def _spin(self, form, label, value, lo, hi, step=1) -> QSpinBox:
+        w = QSpinBox()
+        w.setRange(lo, hi)
+        w.setSingleStep(step)
+        w.setValue(value)
+        w.setObjectName(label.title().replace(" ", "") + "Spin")
+        form.addRow(label, w)
+        return w
+
+    # --- settings ---
+    def _noise_changed(self, kind: str) -> None:
+        self.sigma_row.setEnabled(kind == "gaussian")
+        self.ddpm_row.setEnabled(kind == "ddpm")
+
+    def _device_changed(self, *_):
+        dev = self.device_selector.device()
+        cuda = dev.startswith("cuda") or (dev == "auto" and any(d.id.startswith("cuda") and d.available
+                                                                 for d in list_devices()))
+        self.amp.setEnabled(cuda or cpu_has_bf16())
+        self.amp.setChecked(cuda)
+        self.compile.setEnabled(True)
+
+    def _data_chosen(self, index: int) -> None:
+        if self.data.itemText(index) == "choose a folder…":
+            folder = QFileDialog.getExistingDirectory(self, "Folder of training images")
+            self.set_data_folder(folder or None)
+
+    def set_data_folder(self, folder: str | None) -> None:
+        self.data_folder = folder
+        self.data.blockSignals(True)
+        if folder:
+            if self.data.findText(folder) < 0:
+                self.data.insertItem(1, folder)
+            self.data.setCurrentText(folder)
+        else:
+            self.data.setCurrentIndex(0)
+        self.data.blockSignals(False)
+
+    def config(self) -> TrainConfig:
+        dev = self.device_selector.device()
+        data = self.data.currentText()
+        return TrainConfig(
+            data="builtin" if data in (BUILTIN_LABEL, "choose a folder…") else data,
+            steps=self.steps.value(), batch_size=self.batch.value(), crop=self.crop.value(), lr=self.lr.value(),
+            seed=self.seed.value(), device=dev, noise=self.noise.currentText(),
+            sigma=(self.sigma_lo.value(), max(self.sigma_lo.value(), self.sigma_hi.value())),
+            schedule=self.schedule.currentText(), timesteps=self.timesteps.value(),
+            amp="bf16" if self.amp.isChecked() and self.amp.isEnabled() else "off",
+            compile=self.compile.isChecked(), eval_every=max(10, min(100, self.steps.value() // 20)),
+            preview_every=max(10, min(50, self.steps.value() // 40)),
+            checkpoint_every=max(50, min(500, self.steps.value() // 10)))
+
+    # --- actions ---
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.pause_button.setEnabled(running)
+        self.stop_button.setEnabled(running)
+        self.resume_button.setEnabled(not running and self.current_run is not None)
+        self.open_run_button.setEnabled(not running)
+        self.pause_button.setText("Pause")
+
+    def start(self) -> bool:
+        if self.session.running:
+            return False
+        spec, cfg = self.doc.spec, self.config()
+        factor = downsampling_factor(spec)
+        if cfg.crop % factor:
+            cfg.crop = max(factor, cfg.crop // factor * factor)
+            self.crop.setValue(cfg.crop)
+        a = analyze(spec, cfg.crop)
+        if not a.valid:
+            self.message.setText(f"Fix the network before training: {a.errors[0]}")
+            return False
+        name = "".join(c if c.isalnum() or c in "-_" else "-" for c in spec.name) or "run"
+        run_dir = self.runs_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        n = 1
+        while run_dir.exists():
+            run_dir = run_dir.with_name(f"{run_dir.name}-{n}")
+            n += 1
+        self._begin(run_dir, cfg.steps)
+        self.session.start(spec.to_dict(), cfg.to_dict(), str(run_dir))
+        return True
+
+    def resume(self) -> bool:
+        if self.session.running or self.current_run is None:
+            return False
+        run = RunFolder(self.current_run)
+        cfg = TrainConfig.from_dict(run.config())
+        cfg.steps = max(cfg.steps, self.steps.value())
+        cfg.device = self.device_selector.device()
+        self._begin(self.current_run, cfg.steps, keep_plot=True)
+        self.session.start(run.spec().to_dict(), cfg.to_dict(), str(self.current_run), resume=True)
+        return True
+
+    def _begin(self, run_dir: Path, steps: int, keep_plot: bool = False) -> None:
+        self.current_run = run_dir
+        self.total_steps = steps
+        self.start_time = time.time()
+        self.first_step = -1
+        self.rate = 0.0
+        if not keep_plot:
+            self.loss_plot.clear()
+            self.grad_strip.clear()
+        self.message.setText("")
+        self.progress.setValue(0)
+        self.status.setText(f"Starting… (run folder {run_dir})")
+        self._set_running(True)
+
+    def toggle_pause(self) -> None:
+        if not self.session.running:
+            return
+        paused = not self.session.paused
+        self.session.pause(paused)
+        self.pause_button.setText("Resume" if paused else "Pause")
+        self.status.setText("Paused." if paused else "Resumed.")
+
+    def stop(self) -> None:
+        if self.session.running:
+            self.session.stop()
+            self.status.setText("Stopping after the current step…")
+
+    def shutdown(self) -> None:
+        if self.session.running:
+            self.session.stop()
+            self.session.kill()
+
+    # --- events from the child ---
+    def on_event(self, ev) -> None:
+        name = ev.name
+        if name == "started":
+            self.first_step = ev.step
+            self.total_steps = ev.total_steps
+            self.start_time = time.time()
+            self.status.setText(f"Training {ev.params:,} parameters on {ev.device}"
+                                + (f", resumed from step {ev.resumed_from}" if ev.resumed_from else ""))
+        elif name == "step":
+            self.loss_plot.add_loss(ev.step, ev.loss)
+            if ev.grad_norms:
+                self.grad_strip.add(ev.step, ev.grad_norms)
+            self.rate = ev.images_per_s if not self.rate else 0.95 * self.rate + 0.05 * ev.images_per_s
+            elapsed = time.time() - self.start_time
+            done = ev.step - max(self.first_step, 0)
+            eta = elapsed / max(done, 1) * (self.total_steps - ev.step)
+            self.progress.setValue(int(100 * ev.step / max(self.total_steps, 1)))
+            self.status.setText(f"step {ev.step:,}/{self.total_steps:,} · loss {ev.loss:.5f} · "
+                                f"{self.rate:.1f} img/s · elapsed {duration(elapsed)} · ETA {duration(eta)}")
+        elif name == "eval":
+            self.loss_plot.add_psnr(ev.step, ev.psnr)
+        elif name == "preview" and self.image_pane is not None and ev.images:
+            self.show_preview(ev.step, ev.images, ev.psnr)
+
+    def show_preview(self, step: int, images: dict, psnr: float) -> None:
+        clean = images.get("clean")
+        metrics = {}
+        if clean is not None:
+            from denoise_studio.core.metrics import psnr as psnr_of
+            metrics = {"noisy": f"{psnr_of(images['noisy'], clean):.2f} dB",
+                       "reconstruction": f"{psnr:.2f} dB"}
+        self.image_pane.show_result(images, f"Live preview at step {step:,} on a held-out validation image "
+                                    f"(σ = 25): reconstruction {psnr:.2f} dB", metrics)
+
+    def on_ended(self, ev) -> None:
+        self._set_running(False)
+        if ev.name == "finished":
+            why = {"steps": "all steps done", "time": "time limit reached", "stopped": "stopped"}[ev.reason]
+            self.progress.setValue(int(100 * ev.step / max(self.total_steps, 1)))
+            self.status.setText(f"Finished at step {ev.step:,} ({why}). Run folder: {self.current_run}")
+        else:
+            kept = f" The last good checkpoint is kept: {ev.checkpoint}." if ev.checkpoint else ""
+            self.message.setText(f"Training stopped: {ev.message}{kept} Change the settings and press Start "
+                                 "to try again.")
+            self.status.setText(f"Failed at step {ev.step:,}.")
+
+    # --- runs ---
+    def open_run_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open run folder", str(self.runs_dir))
+        if folder:
+            self.open_run(folder)
+
+    def open_run(self, folder) -> bool:
+        """Show a finished (or running, elsewhere) run: its curves, last preview, and allow resume."""
+        try:
+            run = RunFolder.open(folder)
+        except DenoiseError as e:
+            self.message.setText(str(e))
+            return False
+        events, _ = run.read_events()
+        self.loss_plot.clear()
+        self.grad_strip.clear()
+        steps = [(e.step, e.loss) for e in events if e.name == "step"]
+        self.loss_plot.add_losses([s for s, _ in steps], [v for _, v in steps])
+        for e in events:
+            if e.name == "eval":
+                self.loss_plot.add_psnr(e.step, e.psnr)
+            elif e.name == "step" and e.grad_norms:
+                self.grad_strip.add(e.step, e.grad_norms)
+        self.current_run = Path(folder)
+        previews = [e for e in events if e.name == "preview" and e.path]
+        if previews and self.image_pane is not None:
+            try:
+                strip = load_image(run.path / previews[-1].path).pixels
+                self.show_preview(previews[-1].step, split_strip(strip), previews[-1].psnr)
+            except DenoiseError:
+                pass
+        last = steps[-1][0] if steps else 0
+        self.message.setText("")
+        self.status.setText(f"Opened run {folder}: {len(steps):,} steps logged, last step {last:,}.")
+        self._set_running(False)
+        return True
+
+    def compare_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Run to compare", str(self.runs_dir))
+        if folder:
+            self.compare_run(folder)
+
+    def compare_run(self, folder) -> bool:
+        try:
+            run = RunFolder.open(folder)
+        except DenoiseError as e:
+            self.message.setText(str(e))
+            return False
+        events, _ = run.read_events()
+        steps = [(e.step, e.loss) for e in events if e.name == "step" and e.loss is not None and math.isfinite(e.loss)]
+        self.loss_plot.add_comparison(f"{run.spec().name} ({Path(folder).name})", [s for s, _ in steps],
+                                      [v for _, v in steps])
+        return True
+
+
+def split_strip(strip: np.ndarray) -> dict:
+    """Undo runfolder.preview_strip: four tiles separated by 4-pixel gaps."""
+    w = (strip.shape[1] - 12) // 4
+    tiles = [strip[:, i * (w + 4): i * (w + 4) + w] for i in range(4)]
+    return {"noisy": tiles[0], "noise": tiles[1] - 0.5, "reconstruction": tiles[2], "clean": tiles[3]}

@@ -1,0 +1,140 @@
+"""Live training from the window, in a child process: start, plot, preview, pause, stop,
+a killed child, reopening a run."""
+import json
+import os
+import signal
+import time
+
+import pytest
+from PySide6.QtCore import Qt
+
+from denoise_studio.core.spec import spec_from_dict
+from tests.imagegen import TINY_SPEC, write_folder
+
+CHILD_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def view(window, tmp_path):
+    window.doc.load(spec_from_dict(TINY_SPEC))
+    v = window.training
+    v.set_data_folder(str(write_folder(tmp_path / "data", n=5, size=40)))
+    v.crop.setValue(16)
+    v.batch.setValue(4)
+    v.lr.setValue(0.003)
+    return v
+
+
+def steps_seen(v):
+    return v.loss_plot.raw.n
+
+
+def test_start_trains_plots_and_previews(view, window, qtbot):
+    view.steps.setValue(40)
+    ended = []
+    view.session.ended.connect(ended.append)
+    qtbot.mouseClick(view.start_button, Qt.MouseButton.LeftButton)
+    assert not view.start_button.isEnabled() and view.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: bool(ended), timeout=CHILD_TIMEOUT_MS)
+    assert ended[0].name == "finished", getattr(ended[0], "message", "")
+    view.loss_plot.redraw()
+    assert steps_seen(view) == 40
+    x, y = view.loss_plot.raw_curve.getData()
+    assert len(x) > 0 and x[-1] == 40
+    assert view.loss_plot.psnr.n >= 1
+    assert view.grad_strip.matrix().shape[0] == 3          # one row per block
+    assert window.image_pane.images["reconstruction"].shape[:2] == window.image_pane.images["noisy"].shape[:2]
+    assert "error" in window.image_pane.images             # clean known: error pane filled
+    assert view.progress.value() == 100 and "Finished at step 40" in view.status.text()
+    assert (view.current_run / "checkpoints" / "last.safetensors").is_file()
+    assert view.start_button.isEnabled()
+
+
+def test_pause_resume_and_stop(view, qtbot):
+    view.steps.setValue(100000)
+    ended = []
+    view.session.ended.connect(ended.append)
+    assert view.start()
+    qtbot.waitUntil(lambda: steps_seen(view) >= 3, timeout=CHILD_TIMEOUT_MS)
+    view.toggle_pause()
+    assert view.pause_button.text() == "Resume"
+    qtbot.wait(600)                       # let in-flight steps land
+    paused_at = steps_seen(view)
+    qtbot.wait(1000)
+    assert steps_seen(view) - paused_at <= 1
+    view.toggle_pause()
+    qtbot.waitUntil(lambda: steps_seen(view) > paused_at + 2, timeout=30_000)
+    view.stop()
+    qtbot.waitUntil(lambda: bool(ended), timeout=60_000)
+    assert ended[0].name == "finished" and ended[0].reason == "stopped"
+
+
+def test_a_killed_training_process_is_reported_and_the_window_stays_usable(view, qtbot):
+    view.steps.setValue(100000)
+    ended = []
+    view.session.ended.connect(ended.append)
+    assert view.start()
+    qtbot.waitUntil(lambda: steps_seen(view) >= 2, timeout=CHILD_TIMEOUT_MS)
+    os.kill(view.session.process.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: bool(ended), timeout=30_000)
+    assert ended[0].name == "failed"
+    assert "ended unexpectedly" in view.message.text() and "killed" in view.message.text()
+    assert view.start_button.isEnabled() and not view.stop_button.isEnabled()
+    # change settings and start again
+    view.steps.setValue(5)
+    ended.clear()
+    assert view.start()
+    qtbot.waitUntil(lambda: bool(ended), timeout=CHILD_TIMEOUT_MS)
+    assert ended[0].name == "finished"
+
+
+def test_invalid_network_is_refused_with_the_reason(view, window):
+    from denoise_studio.core.presets import load_preset
+    window.doc.load(load_preset("seed-simple"))
+    assert not view.start()
+    assert "GroupNorm(8, 3)" in view.message.text()
+
+
+def test_reopening_a_run_restores_its_curve_and_resume_continues(view, window, qtbot, tmp_path):
+    view.steps.setValue(20)
+    ended = []
+    view.session.ended.connect(ended.append)
+    assert view.start()
+    qtbot.waitUntil(lambda: bool(ended), timeout=CHILD_TIMEOUT_MS)
+    run = view.current_run
+    view.loss_plot.clear()
+    assert view.open_run(run)
+    assert steps_seen(view) == 20 and view.loss_plot.psnr.n >= 1
+    assert "noisy" in window.image_pane.images      # last preview shown again
+    assert view.compare_run(run) and len(view.loss_plot.compare) == 1
+    view.steps.setValue(30)
+    ended.clear()
+    assert view.resume()
+    qtbot.waitUntil(lambda: bool(ended), timeout=CHILD_TIMEOUT_MS)
+    assert ended[0].name == "finished" and ended[0].step == 30
+    lines = [json.loads(x) for x in (run / "events.jsonl").read_text().splitlines()]
+    assert [x["resumed_from"] for x in lines if x["event"] == "started"] == [None, 20]
+
+
+def test_device_selector_lists_cpu_and_explains_unavailable_devices(view):
+    sel = view.device_selector
+    labels = [sel.itemText(i) for i in range(sel.count())]
+    assert labels[0].startswith("auto") and any(t.startswith("cpu:") for t in labels)
+    for i in range(sel.count()):
+        item = sel.model().item(i)
+        if not item.isEnabled():
+            assert "unavailable (" in sel.itemText(i) and item.toolTip()
+
+
+def test_loss_plot_stays_correct_with_many_points(qapp):
+    import numpy as np
+    from denoise_studio.gui.loss_plot import LossPlot
+    plot = LossPlot()
+    steps = np.arange(1, 100_001)
+    t = time.perf_counter()
+    plot.add_losses(steps, 1.0 / np.sqrt(steps))
+    plot.redraw()
+    assert plot.raw.n == 100_000 and plot.ema.n == 100_000
+    assert plot.ema.y[99_999] < plot.ema.y[100]
+    assert plot._best[0] == 100_000     # best-so-far marker at the lowest smoothed loss
+    assert time.perf_counter() - t < 60  # sanity only; speed is measured in bench/
