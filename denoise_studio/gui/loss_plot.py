@@ -15,7 +15,7 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 REDRAW_MS = 50
-EMA_ALPHA = 0.02
+EMA_ALPHA = 0.05
 COMPARE_COLOURS = ("#e45756", "#54a24b", "#b279a2", "#f58518")
 
 
@@ -73,6 +73,8 @@ class LossPlot(QWidget):
         item.scene().addItem(self.psnr_view)
         item.getAxis("right").linkToView(self.psnr_view)
         item.getAxis("right").setLabel("validation PSNR (dB)", color="#2a8c4a")
+        for side in ("left", "right"):
+            item.getAxis(side).enableAutoSIPrefix(False)
         self.psnr_view.setXLink(item)
         self.psnr_curve = pg.PlotDataItem(pen=pg.mkPen("#2a8c4a", width=2), symbol="o", symbolSize=5,
                                           symbolBrush="#2a8c4a")
@@ -91,8 +93,8 @@ class LossPlot(QWidget):
         self.log_y = QCheckBox("log y")
         self.log_y.setObjectName("LogYToggle")
         self.log_y.setChecked(True)
-        self.log_y.toggled.connect(lambda on: item.setLogMode(y=on))
-        item.setLogMode(y=True)
+        self.log_y.toggled.connect(self._set_log)
+        self._set_log(True)
         bar.addWidget(self.log_y)
         bar.addWidget(self.readout, 1)
         lay.addLayout(bar)
@@ -108,6 +110,12 @@ class LossPlot(QWidget):
         self.timer.setInterval(REDRAW_MS)
         self.timer.timeout.connect(self.redraw)
         self.timer.start()
+
+    def _set_log(self, on: bool) -> None:
+        item = self.plot.getPlotItem()
+        item.setLogMode(y=on)
+        item.getAxis("right").setLogMode(False, False)   # PSNR stays linear
+        self._dirty = True
 
     def _sync_views(self) -> None:
         self.psnr_view.setGeometry(self.plot.getPlotItem().getViewBox().sceneBoundingRect())

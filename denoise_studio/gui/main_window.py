@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QFont, QKeySequence
 from PySide6.QtWidgets import (QDialog, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
                                QPlainTextEdit, QVBoxLayout)
@@ -73,13 +73,17 @@ class MainWindow(QMainWindow):
         self.training_dock = self._dock("Training", "TrainingDock", self.training,
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.resizeDocks([self.builder_dock], [560], Qt.Orientation.Horizontal)
-        self.resizeDocks([self.training_dock], [400], Qt.Orientation.Vertical)
         self.status = QLabel()
         self.statusBar().addPermanentWidget(self.status)
         self._menus()
+        self.setAcceptDrops(True)
+        self._model_cache: tuple | None = None
+        self.image_pane.model_provider = self.current_model
+        self.image_pane.status.connect(self.show_message)
+        self.doc.selection_changed.connect(self.image_pane.set_selected_block)
+        self.training.checkpoint_saved.connect(self._new_checkpoint)
         self.doc.changed.connect(self._update_status)
-        self.doc.undo_stack.cleanChanged.connect(lambda _: self._update_title())
+        self.doc.undo_stack.cleanChanged.connect(self._clean_changed)
         self.doc.path_changed.connect(self._update_title)
         self.resize(1500, 950)
         self._restore_settings()
@@ -230,6 +234,51 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction(p, (lambda p: lambda: self.open_spec(p))(p))
         self.recent_menu.setEnabled(bool(recent))
 
+    # --- the current network, for the image pane ---
+    def current_model(self):
+        """The current run's best checkpoint (else last), loaded once per file version; None if none."""
+        from denoise_studio.core.inference import load_model
+        run = self.training.current_run
+        if run is None:
+            return None
+        for name in ("best", "last"):
+            path = Path(run) / "checkpoints" / f"{name}.safetensors"
+            if path.is_file():
+                key = (str(path), path.stat().st_mtime_ns)
+                if self._model_cache is None or self._model_cache[0] != key:
+                    try:
+                        self._model_cache = (key, load_model(path, "cpu"))
+                    except DenoiseError as e:
+                        self.show_message(str(e))
+                        return None
+                return self._model_cache[1]
+        return None
+
+    def _new_checkpoint(self, path: str) -> None:
+        if self.image_pane.source is not None and not self.image_pane.busy:
+            self.image_pane.rerun()
+
+    # --- drag and drop ---
+    def dragEnterEvent(self, e):
+        if e.mimeData().hasUrls() and any(u.isLocalFile() for u in e.mimeData().urls()):
+            e.acceptProposedAction()
+        else:
+            e.ignore()
+
+    def dragMoveEvent(self, e):
+        self.dragEnterEvent(e)
+
+    def dropEvent(self, e):
+        paths = [u.toLocalFile() for u in e.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            e.ignore()
+            return
+        e.acceptProposedAction()
+        if len(paths) == 1 and paths[0].lower().endswith(".json"):
+            self.open_spec(paths[0])
+        else:
+            self.image_pane.drop(paths)
+
     # --- views ---
     def show_code(self) -> None:
         if self.code_view is None:
@@ -258,9 +307,13 @@ class MainWindow(QMainWindow):
         box.setObjectName("ErrorBox")
         box.open()
 
-    def _update_title(self) -> None:
+    def _clean_changed(self, clean: bool) -> None:
+        # Also emitted while the undo stack is being destroyed: use the argument, not the stack.
+        self._update_title(modified=not clean)
+
+    def _update_title(self, modified: bool | None = None) -> None:
         where = f" — {self.doc.path}" if self.doc.path else ""
-        star = " *" if self.doc.modified else ""
+        star = " *" if (self.doc.modified if modified is None else modified) else ""
         self.setWindowTitle(f"{self.doc.spec.name}{star}{where} — Denoise Studio")
 
     def _update_status(self) -> None:
@@ -277,6 +330,10 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         if isinstance(state, QByteArray):
             self.restoreState(state)
+        else:   # first launch: give the image pane most of the height
+            QTimer.singleShot(0, lambda: (
+                self.resizeDocks([self.builder_dock], [540], Qt.Orientation.Horizontal),
+                self.resizeDocks([self.training_dock], [290], Qt.Orientation.Vertical)))
         self._fill_recent(s.value("recent") or [])
         last = s.value("last_spec")
         if last and Path(str(last)).is_file():

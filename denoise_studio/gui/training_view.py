@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                                QProgressBar, QPushButton, QSpinBox, QSplitter, QTabWidget, QVBoxLayout, QWidget)
@@ -53,6 +53,8 @@ class DeviceSelector(QComboBox):
 
 
 class TrainingView(QWidget):
+    checkpoint_saved = Signal(str)   # absolute path of a new checkpoint
+
     def __init__(self, doc: SpecDocument, image_pane: ImagePane | None = None, parent=None):
         super().__init__(parent)
         self.setObjectName("TrainingView")
@@ -73,14 +75,17 @@ class TrainingView(QWidget):
         root = QHBoxLayout(self)
         root.setContentsMargins(4, 4, 4, 4)
         left_box = QWidget()
-        left_box.setMaximumWidth(380)
+        left_box.setMaximumWidth(500)
         left = QVBoxLayout(left_box)
         left.setContentsMargins(0, 0, 0, 0)
         root.addWidget(left_box, 0)
         form_box = QWidget()
         form_box.setObjectName("TrainingSettings")
-        form = QFormLayout(form_box)
-        form.setContentsMargins(0, 0, 0, 0)
+        columns = QHBoxLayout(form_box)
+        columns.setContentsMargins(0, 0, 0, 0)
+        form, form2 = QFormLayout(), QFormLayout()
+        columns.addLayout(form, 3)
+        columns.addLayout(form2, 2)
         self.device_selector = DeviceSelector()
         self.device_selector.currentIndexChanged.connect(self._device_changed)
         form.addRow("device", self.device_selector)
@@ -118,6 +123,7 @@ class TrainingView(QWidget):
         self.ddpm_row = QWidget()
         self.ddpm_row.setLayout(ddpm)
         form.addRow("schedule", self.ddpm_row)
+        form = form2   # second column: sizes, schedule, speed
         self.crop = self._spin(form, "crop", 64, 8, 1024, 8)
         self.batch = self._spin(form, "batch size", 16, 1, 4096)
         self.steps = self._spin(form, "steps", 2000, 1, 10_000_000, 100)
@@ -130,10 +136,8 @@ class TrainingView(QWidget):
         self.seed = self._spin(form, "seed", 0, 0, 2**31 - 1)
         self.amp = QCheckBox("bf16 autocast")
         self.compile = QCheckBox("torch.compile")
-        flags = QHBoxLayout()
-        flags.addWidget(self.amp)
-        flags.addWidget(self.compile)
-        form.addRow("speed", flags)
+        form.addRow(self.amp)
+        form.addRow(self.compile)
         left.addWidget(form_box)
 
         buttons = QHBoxLayout()
@@ -344,7 +348,10 @@ class TrainingView(QWidget):
         elif name == "eval":
             self.loss_plot.add_psnr(ev.step, ev.psnr)
         elif name == "preview" and self.image_pane is not None and ev.images:
-            self.show_preview(ev.step, ev.images, ev.psnr)
+            if self.image_pane.source is None:   # the user's own image, if any, is re-run on checkpoints
+                self.show_preview(ev.step, ev.images, ev.psnr)
+        elif name == "checkpoint" and self.current_run is not None:
+            self.checkpoint_saved.emit(str(self.current_run / ev.path))
 
     def show_preview(self, step: int, images: dict, psnr: float) -> None:
         clean = images.get("clean")

@@ -1,0 +1,179 @@
+"""The image pane: drops, σ slider, baselines, batches with bad files, synced zoom, saving."""
+import numpy as np
+import pytest
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+
+from denoise_studio.core.baselines import BASELINES
+from denoise_studio.core.data import ImageSet
+from denoise_studio.core.runfolder import RunFolder
+from denoise_studio.core.spec import spec_from_dict
+from denoise_studio.core.trainer import TrainConfig, Trainer
+from tests.imagegen import TINY_SPEC, smooth_image, write_folder
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pane")
+    spec = spec_from_dict(TINY_SPEC)
+    cfg = TrainConfig(steps=60, batch_size=4, crop=24, lr=3e-3, warmup=5, device="cpu", sigma=(10.0, 50.0),
+                      eval_every=30, checkpoint_every=30, preview_every=30)
+    run = RunFolder.create(root / "run", spec, cfg.to_dict())
+    Trainer(spec, cfg, run=run, images=ImageSet.load(write_folder(root / "data", n=5))).run()
+    return root / "run"
+
+
+@pytest.fixture
+def pane(window, trained_run):
+    assert window.training.open_run(trained_run)
+    return window.image_pane
+
+
+def photo(tmp_path, name="photo.png", size=(96, 128), seed=3, mode=None):
+    a = smooth_image(*size, seed=seed)
+    im = Image.fromarray(a[..., 0] if mode == "L" else a)
+    p = tmp_path / name
+    im.save(p)
+    return p
+
+
+def drop_files(window, paths):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = window.rect().center()
+    args = (Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    try:
+        enter, drop = QDragEnterEvent(pos, *args), QDropEvent(QPointF(pos), *args)
+    except TypeError:
+        enter, drop = QDragEnterEvent(QPoint(pos), *args), QDropEvent(QPoint(pos), *args)
+    window.dragEnterEvent(enter)
+    assert enter.isAccepted()
+    window.dropEvent(drop)
+
+
+def wait_done(qtbot, pane, need=("reconstruction",)):
+    qtbot.waitUntil(lambda: not pane.busy and all(k in pane.images for k in need), timeout=60_000)
+
+
+def test_dropping_an_image_denoises_it_with_scores_and_baselines(window, pane, qtbot, tmp_path):
+    drop_files(window, [photo(tmp_path)])
+    wait_done(qtbot, pane, need=("reconstruction", *BASELINES))
+    imgs = pane.images
+    assert imgs["noisy"].shape == imgs["reconstruction"].shape == imgs["clean"].shape == (96, 128, 3)
+    assert "error" in imgs and imgs["noise"].shape == (96, 128, 3)
+    assert pane.scores["reconstruction"][0] > pane.scores["noisy"][0] + 2
+    assert set(BASELINES) <= set(pane.scores)
+    assert "dB" in pane.titles["reconstruction"].text and "SSIM" in pane.titles["median"].text
+
+
+def test_sigma_slider_renoises_and_rescores(window, pane, qtbot, tmp_path):
+    pane.open_path(photo(tmp_path))
+    wait_done(qtbot, pane)
+    pane.sigma.setValue(40)
+    qtbot.waitUntil(lambda: pane.sigma_used == 40 and not pane.busy and "reconstruction" in pane.scores,
+                    timeout=60_000)
+    noisy_40, noisy_img_40 = pane.scores["noisy"][0], pane.images["noisy"].copy()
+    pane.sigma.setValue(10)
+    qtbot.waitUntil(lambda: pane.sigma_used == 10 and not pane.busy and "reconstruction" in pane.scores,
+                    timeout=60_000)
+    assert pane.scores["noisy"][0] > noisy_40 + 8
+    assert not np.allclose(pane.images["noisy"], noisy_img_40)
+    qtbot.waitUntil(lambda: pane.sweep_net.getData()[0] is not None and len(pane.sweep_net.getData()[0]) == 7,
+                    timeout=60_000)
+    net, noisy = pane.sweep_net.getData()[1], pane.sweep_noisy.getData()[1]
+    assert (net > noisy).sum() >= 5   # the network beats its input across noise levels
+
+
+def test_real_noisy_photos_estimate_sigma_and_have_no_reference(window, pane, qtbot, tmp_path):
+    clean = smooth_image(96, 96).astype(np.float32) / 255
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 20 / 255, clean.shape), 0, 1)
+    p = tmp_path / "real.png"
+    Image.fromarray((noisy * 255).round().astype(np.uint8)).save(p)
+    pane.mode.setCurrentIndex(1)
+    pane.open_path(p)
+    wait_done(qtbot, pane)
+    assert "clean" not in pane.images and "estimated" in pane.sigma_label.text()
+    assert 12 < pane.sigma_used < 28
+
+
+def test_bad_drops_are_named_and_the_window_survives(window, pane, qtbot, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    drop_files(window, [bad])
+    assert "broken.png" in pane.last_error and "corrupt" in pane.last_error
+    assert window.isVisible()
+
+
+def test_batch_reports_the_corrupt_file_and_writes_the_others(window, pane, qtbot, tmp_path):
+    a, b = photo(tmp_path, "a.png"), photo(tmp_path, "b.png", seed=5, mode="L")
+    bad = tmp_path / "c.png"
+    bad.write_text("I am not a picture")
+    out = tmp_path / "out"
+    assert pane.run_batch([str(a), str(bad), str(b)], out_dir=out)
+    qtbot.waitUntil(lambda: pane.batch_summary is not None, timeout=60_000)
+    s = pane.batch_summary
+    assert sorted(p.name for p in out.iterdir()) == ["a_denoised.png", "b_denoised.png"]
+    assert len(s["errors"]) == 1 and "c.png" in s["errors"][0]
+    assert Image.open(out / "b_denoised.png").mode == "L"
+    assert "2 of 3" in pane.caption.text()
+
+
+def test_dropping_a_folder_runs_a_batch(window, pane, qtbot, tmp_path, monkeypatch):
+    folder = write_folder(tmp_path / "many", n=3, size=32)
+    out = tmp_path / "out"
+    monkeypatch.setattr("denoise_studio.gui.image_pane.QFileDialog.getExistingDirectory", lambda *a, **k: str(out))
+    drop_files(window, [folder])
+    qtbot.waitUntil(lambda: pane.batch_summary is not None, timeout=60_000)
+    assert len(list(out.iterdir())) == 3 and not pane.batch_summary["errors"]
+
+
+def test_panes_stay_in_sync_on_zoom_and_wipe_composes(window, pane, qtbot, tmp_path):
+    pane.open_path(photo(tmp_path))
+    wait_done(qtbot, pane)
+    before = pane.boxes["noisy"].viewRange()
+    pane.boxes["noisy"].setRange(xRange=(10, 30), yRange=(5, 25), padding=0)
+    qtbot.wait(50)
+    zoomed = np.array(pane.boxes["noisy"].viewRange())
+    assert zoomed[1, 1] - zoomed[1, 0] < (before[1][1] - before[1][0]) / 2   # zoomed in
+    for name in ("clean", "reconstruction", "median", "error"):
+        r = np.array(pane.boxes[name].viewRange())
+        assert np.allclose(r[1], zoomed[1], atol=1e-6), name            # same rows shown
+        assert abs(r[0].mean() - zoomed[0].mean()) < 1e-6, name          # same centre column
+        scale = lambda vb, rng: vb.width() / (rng[0, 1] - rng[0, 0])     # noqa: E731  screen px per image px
+        assert abs(scale(pane.boxes[name], r) - scale(pane.boxes["noisy"], zoomed)) < 1e-3, name
+    pane.wipe.setValue(25)
+    comp = pane.images["compare"]
+    cut = int(128 * 0.25)
+    assert np.array_equal(comp[:, :cut], pane.images["noisy"][:, :cut])
+    assert np.array_equal(comp[:, cut + 1:], pane.images["reconstruction"][:, cut + 1:])
+
+
+def test_save_16_bit_where_the_input_was_and_copy(window, pane, qtbot, tmp_path):
+    deep = (smooth_image(64, 64)[..., 0].astype(np.uint16) * 257)
+    p = tmp_path / "deep.png"
+    Image.fromarray(deep).save(p)
+    pane.open_path(p)
+    wait_done(qtbot, pane)
+    pane.save_pane("reconstruction", tmp_path / "rec.png")
+    assert Image.open(tmp_path / "rec.png").mode.startswith("I")
+    pane.save_pane("noise", tmp_path / "noise.tif")
+    assert pane.copy_pane("reconstruction")
+    from PySide6.QtGui import QGuiApplication
+    assert QGuiApplication.clipboard().image().width() == 64
+
+
+def test_feature_maps_of_the_selected_block(window, pane, qtbot, tmp_path):
+    pane.open_path(photo(tmp_path))
+    wait_done(qtbot, pane)
+    pane.tabs.setCurrentWidget(pane.features)
+    pane.set_selected_block(0)
+    grid = pane.features.getImageItem().image
+    assert grid is not None and grid.shape[0] > 96 and 0 <= grid.min() and grid.max() <= 1
+
+
+def test_without_a_network_the_noisy_input_and_baselines_still_show(qtbot, window, tmp_path):
+    pane = window.image_pane
+    pane.open_path(photo(tmp_path))
+    wait_done(qtbot, pane, need=("noisy", *BASELINES))
+    assert "reconstruction" not in pane.images
