@@ -312,6 +312,15 @@ class Trainer:
             self.best_psnr = ev.psnr
             self._save("best")
 
+    def _global_mean(self, value: torch.Tensor) -> float:
+        """The loss over the whole global batch (every rank's slice), so logs match a single process."""
+        if self.world > 1:
+            import torch.distributed as dist
+            value = value.clone()
+            dist.all_reduce(value)
+            value /= self.world
+        return float(value)
+
     def _should_stop(self, deadline_hit: bool) -> bool:
         stop = self.control.stop.is_set() or deadline_hit
         if self.world > 1:   # rank 0 decides for everyone, or ranks would wait on each other forever
@@ -356,7 +365,7 @@ class Trainer:
                 with self._autocast():
                     pred = self.forward(x, self._condition(level))
                 loss = F.mse_loss(pred.float(), target)
-                value = float(loss.detach())
+                value = self._global_mean(loss.detach())
                 if not math.isfinite(value):
                     return self._fail(f"the loss became {value} at step {self.step + 1}; training stopped. "
                                       f"Lower the learning rate (now {cfg.lr:g}) or keep gradient clipping on.")

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
                                QProgressBar, QPushButton, QSpinBox, QSplitter, QTabWidget, QVBoxLayout, QWidget)
@@ -71,6 +71,11 @@ class TrainingView(QWidget):
         self.first_step = 0
         self.rate = 0.0
         self.data_folder: str | None = None
+        self.followed: RunFolder | None = None
+        self.follow_offset = self.follow_steps = self.follow_total = 0
+        self.follow_timer = QTimer(self)
+        self.follow_timer.setInterval(500)
+        self.follow_timer.timeout.connect(self._follow_tick)
 
         root = QHBoxLayout(self)
         root.setContentsMargins(4, 4, 4, 4)
@@ -278,6 +283,7 @@ class TrainingView(QWidget):
         while run_dir.exists():
             run_dir = run_dir.with_name(f"{run_dir.name}-{n}")
             n += 1
+        self.stop_following()
         self._begin(run_dir, cfg.steps)
         self.session.start(spec.to_dict(), cfg.to_dict(), str(run_dir))
         return True
@@ -289,6 +295,7 @@ class TrainingView(QWidget):
         cfg = TrainConfig.from_dict(run.config())
         cfg.steps = max(cfg.steps, self.steps.value())
         cfg.device = self.device_selector.device()
+        self.stop_following()
         self._begin(self.current_run, cfg.steps, keep_plot=True)
         self.session.start(run.spec().to_dict(), cfg.to_dict(), str(self.current_run), resume=True)
         return True
@@ -382,35 +389,74 @@ class TrainingView(QWidget):
             self.open_run(folder)
 
     def open_run(self, folder) -> bool:
-        """Show a finished (or running, elsewhere) run: its curves, last preview, and allow resume."""
+        """Show a run: its curves, last preview, and allow resume. A run that another process (a
+        headless or torchrun job, maybe on another machine) is still writing is followed live."""
         try:
             run = RunFolder.open(folder)
         except DenoiseError as e:
             self.message.setText(str(e))
             return False
-        events, _ = run.read_events()
+        self.stop_following()
         self.loss_plot.clear()
         self.grad_strip.clear()
-        steps = [(e.step, e.loss) for e in events if e.name == "step"]
-        self.loss_plot.add_losses([s for s, _ in steps], [v for _, v in steps])
-        for e in events:
-            if e.name == "eval":
-                self.loss_plot.add_psnr(e.step, e.psnr)
-            elif e.name == "step" and e.grad_norms:
-                self.grad_strip.add(e.step, e.grad_norms)
         self.current_run = Path(folder)
-        previews = [e for e in events if e.name == "preview" and e.path]
-        if previews and self.image_pane is not None:
-            try:
-                strip = load_image(run.path / previews[-1].path).pixels
-                self.show_preview(previews[-1].step, split_strip(strip), previews[-1].psnr)
-            except DenoiseError:
-                pass
-        last = steps[-1][0] if steps else 0
+        self.followed = run
+        self.follow_offset = 0
+        self.follow_steps = 0
+        self.follow_total = 0
+        ended = self._read_followed(live=False)
         self.message.setText("")
-        self.status.setText(f"Opened run {folder}: {len(steps):,} steps logged, last step {last:,}.")
         self._set_running(False)
+        if ended is None:
+            self.follow_timer.start()
+            self.status.setText(f"Following run {folder} live: step {self.follow_steps:,} so far.")
+        else:
+            self.status.setText(f"Opened run {folder}: {self.follow_steps:,} steps logged ({ended}).")
         return True
+
+    def stop_following(self) -> None:
+        self.follow_timer.stop()
+        self.followed = None
+
+    def _follow_tick(self) -> None:
+        if self.followed is None:
+            self.follow_timer.stop()
+            return
+        ended = self._read_followed(live=True)
+        if ended is not None:
+            self.follow_timer.stop()
+            self.status.setText(f"Run {self.followed.path} {ended} at step {self.follow_steps:,}.")
+            self.followed = None
+
+    def _read_followed(self, live: bool) -> str | None:
+        """Plot what was appended to the followed run's events; returns how it ended, if it did."""
+        run = self.followed
+        events, self.follow_offset = run.read_events(self.follow_offset)
+        ended, last_preview = None, None
+        for e in events:
+            if e.name == "started":   # a resumed run starts again after its first "finished"
+                self.follow_total, ended = e.total_steps, None
+            elif e.name == "step":
+                self.loss_plot.add_loss(e.step, e.loss if e.loss is not None else math.nan)
+                if e.grad_norms:
+                    self.grad_strip.add(e.step, e.grad_norms)
+                self.follow_steps = e.step
+            elif e.name == "eval":
+                self.loss_plot.add_psnr(e.step, e.psnr)
+            elif e.name == "preview" and e.path:
+                last_preview = e
+            elif e.name in ("finished", "failed"):
+                ended = "finished" if e.name == "finished" else f"failed: {e.message}"
+        if live and ended is None:
+            self.progress.setValue(int(100 * self.follow_steps / max(self.follow_total, 1)))
+            self.status.setText(f"Following {run.path}: step {self.follow_steps:,}/{self.follow_total:,}")
+        if last_preview is not None and self.image_pane is not None:
+            try:
+                strip = load_image(run.path / last_preview.path).pixels
+                self.show_preview(last_preview.step, split_strip(strip), last_preview.psnr)
+            except DenoiseError:
+                pass   # a preview being written right now; the next one will do
+        return ended
 
     def compare_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Run to compare", str(self.runs_dir))

@@ -138,3 +138,28 @@ def test_loss_plot_stays_correct_with_many_points(qapp):
     assert plot.ema.y[99_999] < plot.ema.y[100]
     assert plot._best[0] == 100_000     # best-so-far marker at the lowest smoothed loss
     assert time.perf_counter() - t < 60  # sanity only; speed is measured in bench/
+
+
+def test_the_gui_follows_a_run_written_by_another_process(view, window, qtbot, tmp_path):
+    """A headless `denoise-studio train` (or torchrun job) writes; the window watches it live."""
+    import subprocess
+    import sys
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps(TINY_SPEC))
+    data = write_folder(tmp_path / "d", n=5, size=40)
+    run = tmp_path / "headless"
+    proc = subprocess.Popen([sys.executable, "-m", "denoise_studio", "train", str(spec), "--data", str(data),
+                             "--out", str(run), "--steps", "150", "--batch-size", "4", "--crop", "16",
+                             "--device", "cpu", "--eval-every", "50", "--threads", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        qtbot.waitUntil(lambda: (run / "events.jsonl").is_file(), timeout=CHILD_TIMEOUT_MS)
+        assert view.open_run(run)
+        qtbot.waitUntil(lambda: view.followed is None, timeout=CHILD_TIMEOUT_MS)   # followed to the end
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        proc.kill()
+    assert steps_seen(view) == 150
+    assert view.loss_plot.psnr.n == 3
+    assert "finished" in view.status.text()
+    assert "noisy" in window.image_pane.images
