@@ -101,6 +101,9 @@ def cmd_gui(args) -> int:
 
 def main(argv=None) -> int:
     from denoise_studio.core.errors import DenoiseError
+    for stream in (sys.stdout, sys.stderr):   # file names that are not UTF-8 must still print
+        if stream in (sys.__stdout__, sys.__stderr__) and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

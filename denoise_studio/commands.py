@@ -103,6 +103,8 @@ class ProgressPrinter:
             self.total, self.first_step = ev.total_steps, ev.step
             self.t0 = time.time()
             resumed = f", resumed from step {ev.resumed_from}" if ev.resumed_from else ""
+            for message in ev.skipped or []:
+                print(f"skipped: {message}", file=sys.stderr)
             self._line(f"training {ev.params:,} parameters on {ev.device} for {ev.total_steps} steps"
                        f"{f' on {ev.world_size} processes' if ev.world_size > 1 else ''}{resumed}")
         elif name == "step":
@@ -204,7 +206,7 @@ def _noise_view(noise_chw):
 def cmd_denoise(args) -> int:
     import numpy as np
 
-    from denoise_studio.core.images import from_channels, load_image, save_image, to_channels
+    from denoise_studio.core.images import from_channels, load_image, output_stem, save_image, to_channels
     from denoise_studio.core.inference import add_noise, denoise, load_model
     from denoise_studio.core.metrics import psnr, ssim
 
@@ -222,12 +224,18 @@ def cmd_denoise(args) -> int:
         clean = to_channels(im.pixels, lm.spec.in_channels)
         noisy = add_noise(clean, args.sigma, seed=i) if args.sigma is not None else clean
         result = denoise(lm, noisy, args.sigma, tile=args.tile)
-        stem = Path(name).stem
+        stem = output_stem(name)
         back = lambda chw: from_channels(chw, im.grey)  # noqa: E731
-        save_image(out / f"{stem}_denoised.png", back(result.reconstruction), im.bit_depth, im.alpha)
-        save_image(out / f"{stem}_noise.png", back(_noise_view(result.noise)))
+        try:
+            save_image(out / f"{stem}_denoised.png", back(result.reconstruction), im.bit_depth, im.alpha)
+            save_image(out / f"{stem}_noise.png", back(_noise_view(result.noise)))
+            if args.sigma is not None:
+                save_image(out / f"{stem}_noisy.png", back(np.clip(noisy, 0, 1)), im.bit_depth, im.alpha)
+        except OSError as e:
+            print(f"skipped: {name}: cannot write its results to {out} ({e.strerror or e}).", file=sys.stderr)
+            failed += 1
+            continue
         if args.sigma is not None:
-            save_image(out / f"{stem}_noisy.png", back(np.clip(noisy, 0, 1)), im.bit_depth, im.alpha)
             hwc = lambda chw: chw.transpose(1, 2, 0)  # noqa: E731
             print(f"{name}: noisy {psnr(noisy, clean):.2f} dB SSIM {ssim(hwc(noisy), hwc(clean)):.3f}  →  "
                   f"denoised {psnr(result.reconstruction, clean):.2f} dB SSIM "
@@ -265,8 +273,8 @@ def cmd_eval(args) -> int:
             outs[b] = run_baseline(b, noisy, args.sigma)
         for m, est in outs.items():
             scores[m].append((psnr(est, clean), ssim(hwc(est), hwc(clean))))
-    summary = {m: {"psnr": float(np.mean([s[0] for s in v])), "ssim": float(np.mean([s[1] for s in v]))}
-               for m, v in scores.items() if v}
+    summary = {m: {"psnr": float(np.mean([s[0] for s in v])), "ssim": float(np.nanmean([s[1] for s in v]))}
+               for m, v in scores.items() if v}   # SSIM is undefined (NaN) on images under 3×3
     if args.json:
         print(json.dumps({"sigma": args.sigma, "images": len(scores["noisy"]), "results": summary}, indent=2))
     else:

@@ -44,9 +44,15 @@ def wavelet(noisy, sigma):
 BASELINES = {"gaussian": gaussian, "median": median, "nl-means": nl_means, "tv": tv, "wavelet": wavelet}
 
 
+MIN_SIDE = 16   # the filters need a few pixels of context; thinner images are edge-padded
+
+
 def run_baseline(name: str, noisy_chw: np.ndarray, sigma255: float) -> np.ndarray:
     """(C, H, W) noisy in, (C, H, W) denoised out, clipped to [0, 1]."""
+    _, h, w = noisy_chw.shape
+    padded = np.pad(noisy_chw, ((0, 0), (0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w))), mode="edge")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out = BASELINES[name](noisy_chw, sigma255 / 255.0)
-    return np.clip(np.asarray(out, dtype=np.float32), 0, 1).transpose(2, 0, 1)
+        out = BASELINES[name](padded, sigma255 / 255.0)
+    out = np.asarray(out, dtype=np.float32).reshape(padded.shape[1], padded.shape[2], -1)
+    return np.clip(out, 0, 1).transpose(2, 0, 1)[:, :h, :w]

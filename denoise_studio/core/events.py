@@ -29,6 +29,7 @@ class StartedEvent(Event):
     params: int = 0
     world_size: int = 1
     resumed_from: int | None = None
+    skipped: list | None = None      # one message per unreadable training image
     name = "started"
 
 

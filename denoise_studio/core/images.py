@@ -7,6 +7,7 @@ back at 16 bits.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import warnings
 import zlib
@@ -166,3 +167,11 @@ def from_channels(chw: np.ndarray, like_grey: bool) -> np.ndarray:
     if like_grey:
         return hwc.mean(axis=2) if hwc.shape[2] > 1 else hwc[..., 0]
     return np.repeat(hwc, 3, axis=2) if hwc.shape[2] == 1 else hwc
+
+
+def output_stem(name, limit: int = 180) -> str:
+    """An input's stem for naming results, cut to leave room for a suffix under the 255-byte limit."""
+    stem = Path(name).stem
+    while len(os.fsencode(stem)) > limit:
+        stem = stem[:-1]
+    return stem

@@ -342,7 +342,7 @@ class Trainer:
         cfg = self.config
         self.emit(StartedEvent(**self._now(), total_steps=cfg.steps, device=str(self.device),
                                params=sum(p.numel() for p in self.model.parameters()), world_size=self.world,
-                               resumed_from=self.resumed_from))
+                               resumed_from=self.resumed_from, skipped=self.images.skipped or None))
         start = time.perf_counter()
         last_t = start
         reason = "steps"
@@ -406,11 +406,22 @@ class Trainer:
             return self._fail(f"training failed at step {self.step + 1}: {str(e).splitlines()[0][:300]}")
         except DenoiseError as e:
             return self._fail(str(e))
-        if self.step and (not self.eval_history or self.eval_history[-1][0] != self.step):
-            self._eval_and_keep_best()
-        if self.step and self.rank == 0 and self.step % cfg.preview_every:
-            self.emit(self.preview())
-        self._save("last")
+        except OSError as e:   # a full disk or a vanished folder while writing a checkpoint or preview
+            return self._fail(f"could not write to the run folder at step {self.step}: {e.strerror or e}"
+                              f"{f' ({e.filename})' if getattr(e, 'filename', None) else ''}; free some space "
+                              "or choose another folder. The previous checkpoint is intact.")
+        except Exception as e:   # a data or device fault: end the run cleanly, never take the caller down
+            return self._fail(f"training failed at step {self.step + 1}: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:300] if str(e) else ''}")
+        try:
+            if self.step and (not self.eval_history or self.eval_history[-1][0] != self.step):
+                self._eval_and_keep_best()
+            if self.step and self.rank == 0 and self.step % cfg.preview_every:
+                self.emit(self.preview())
+            self._save("last")
+        except OSError as e:
+            return self._fail(f"could not write the final checkpoint: {e.strerror or e}; free some space. "
+                              "The previous checkpoint is intact.")
         done = FinishedEvent(**self._now(), reason=reason)
         self.emit(done)
         self._close()

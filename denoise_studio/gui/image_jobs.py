@@ -17,7 +17,7 @@ from PySide6.QtCore import QObject, QRunnable, Signal
 from denoise_studio.core.baselines import BASELINES, run_baseline
 from denoise_studio.core.data import find_images
 from denoise_studio.core.errors import DenoiseError
-from denoise_studio.core.images import from_channels, load_image, save_image, to_channels
+from denoise_studio.core.images import from_channels, load_image, output_stem, save_image, to_channels
 from denoise_studio.core.inference import LoadedModel, add_noise, denoise, estimate_sigma255
 from denoise_studio.core.metrics import psnr, ssim
 
@@ -192,11 +192,13 @@ class BatchJob(QRunnable):
                 chw = to_channels(im.pixels, self.model.spec.in_channels)
                 noisy = add_noise(chw, self.sigma255, NOISE_SEED) if self.mode == "add" else chw
                 out = denoise(self.model, noisy, self.sigma255 if self.mode == "add" else None)
-                target = self.out_dir / f"{Path(path).stem}_denoised.png"
+                target = self.out_dir / f"{output_stem(path)}_denoised.png"
                 save_image(target, from_channels(out.reconstruction, im.grey), im.bit_depth, im.alpha)
                 written.append(str(target))
             except DenoiseError as e:
                 errors.append(str(e))
+            except OSError as e:
+                errors.append(f"{path}: cannot write its result ({e.strerror or e}).")
             except Exception as e:
                 errors.append(f"{path}: {type(e).__name__}: {e}")
         self.signals.progress.emit(len(files), len(files), "")

@@ -1,19 +1,21 @@
 """The main window: model builder (left), image pane (centre), training view (bottom)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QFont, QKeySequence
 from PySide6.QtWidgets import (QDialog, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QPlainTextEdit, QVBoxLayout)
+                               QPlainTextEdit, QToolBar, QVBoxLayout)
 
 from denoise_studio import __version__
 from denoise_studio.core.errors import DenoiseError
 from denoise_studio.core.network import network_code
 from denoise_studio.core.presets import load_preset, preset_names
-from denoise_studio.core.spec import ArchitectureSpec, load_spec_file
+from denoise_studio.core.fileio import atomic_write_text
+from denoise_studio.core.spec import ArchitectureSpec, load_spec_file, spec_from_dict
 from denoise_studio.format import count
 from denoise_studio.gui.document import SpecDocument
 from denoise_studio.gui.image_pane import ImagePane
@@ -22,6 +24,7 @@ from denoise_studio.gui.training_view import TrainingView
 
 DEFAULT_PRESET = "seed-simple-fixed"
 MAX_RECENT = 8
+AUTOSAVE_MS = 1000
 
 
 def settings() -> QSettings:
@@ -91,6 +94,20 @@ class MainWindow(QMainWindow):
             self.doc.load(load_preset(DEFAULT_PRESET))
         self._update_title()
         self._update_status()
+        self._autosave_timer = QTimer(self)
+        self._autosave_timer.setSingleShot(True)
+        self._autosave_timer.setInterval(AUTOSAVE_MS)
+        self._autosave_timer.timeout.connect(self.autosave)
+        self.doc.changed.connect(self._autosave_timer.start)
+        self.recovery_bar = QToolBar("Recovery", self)
+        self.recovery_bar.setObjectName("RecoveryBar")
+        self.recovery_label = QLabel()
+        self.recovery_bar.addWidget(self.recovery_label)
+        self.recovery_bar.addAction("Restore", self.restore_autosave).setObjectName("ActionRestore")
+        self.recovery_bar.addAction("Discard", self.discard_autosave).setObjectName("ActionDiscard")
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.recovery_bar)
+        self.recovery_bar.hide()
+        self._offer_recovery()
 
     # --- construction ---
     def _dock(self, title, name, widget, area) -> QDockWidget:
@@ -234,6 +251,47 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction(p, (lambda p: lambda: self.open_spec(p))(p))
         self.recent_menu.setEnabled(bool(recent))
 
+    # --- autosave: the network being edited survives a crash ---
+    def autosave_path(self) -> Path:
+        return Path(settings().fileName()).with_name("autosave.json")
+
+    def autosave(self) -> None:
+        path = self.autosave_path()
+        try:
+            if self.doc.modified:
+                atomic_write_text(path, json.dumps({"spec": self.doc.spec.to_dict(),
+                                                    "path": str(self.doc.path) if self.doc.path else None}))
+            elif path.exists():
+                path.unlink()
+        except OSError as e:
+            self.show_message(f"Autosave failed: {e.strerror or e}")
+
+    def _offer_recovery(self) -> None:
+        path = self.autosave_path()
+        try:
+            data = json.loads(path.read_text())
+            self._recovered = (spec_from_dict(data["spec"]), data.get("path"))
+        except (OSError, ValueError, KeyError, TypeError, DenoiseError):
+            self._recovered = None
+            return
+        self.recovery_label.setText(f"  Unsaved network “{self._recovered[0].name}” recovered after an unexpected "
+                                    "exit.  ")
+        self.recovery_bar.show()
+
+    def restore_autosave(self) -> None:
+        if self._recovered is not None:
+            spec, path = self._recovered
+            self.doc.load(spec, Path(path) if path else None)
+            self.doc.undo_stack.resetClean()   # restored work is unsaved work
+            self._update_title()
+        self._recovered = None
+        self.recovery_bar.hide()
+
+    def discard_autosave(self) -> None:
+        self._recovered = None
+        self.recovery_bar.hide()
+        self.autosave_path().unlink(missing_ok=True)
+
     # --- the current network, for the image pane ---
     def current_model(self):
         """The current run's best checkpoint (else last), loaded once per file version; None if none."""
@@ -351,5 +409,7 @@ class MainWindow(QMainWindow):
         s.setValue("geometry", self.saveGeometry())
         s.setValue("window_state", self.saveState())
         s.setValue("last_spec", str(self.doc.path) if self.doc.path else "")
+        self._autosave_timer.stop()
+        self.autosave_path().unlink(missing_ok=True)   # a clean exit leaves nothing to recover
         event.accept()
 

@@ -341,6 +341,8 @@ class TrainingView(QWidget):
             self.start_time = time.time()
             self.status.setText(f"Training {ev.params:,} parameters on {ev.device}"
                                 + (f", resumed from step {ev.resumed_from}" if ev.resumed_from else ""))
+            if ev.skipped:
+                self.message.setText(f"{len(ev.skipped)} unreadable image(s) skipped: " + "; ".join(ev.skipped[:3]))
         elif name == "step":
             self.loss_plot.add_loss(ev.step, ev.loss)
             if ev.grad_norms:

@@ -169,3 +169,33 @@ def test_settings_remember_geometry_and_last_file(window, qtbot, tmp_path):
     assert again.doc.path == tmp_path / "d.json" and again.doc.spec.name == "dncnn"
     assert not again.training_dock.isVisibleTo(again) and again.builder_dock.isVisibleTo(again)
     assert again.recent_menu.actions()[0].text() == str(tmp_path / "d.json")
+
+
+def test_autosave_offers_to_restore_after_a_crash(window, qtbot, tmp_path, monkeypatch):
+    from denoise_studio.gui.main_window import MainWindow
+    window.open_preset("dncnn")
+    window.doc.select(3)
+    set_field(window, "out_channels", 48)
+    window.autosave()                        # what the 1 s timer does after an edit
+    edited = window.doc.spec.to_dict()
+    assert window.autosave_path().is_file()
+    # a crash: the window never closes; a new one starts
+    again = MainWindow()
+    again.ask_before_close = False
+    qtbot.addWidget(again)
+    assert not again.recovery_bar.isHidden() and "dncnn" in again.recovery_label.text()
+    again.restore_autosave()
+    assert again.doc.spec.to_dict() == edited and again.doc.modified
+    again.close()
+    assert not again.autosave_path().exists()   # a clean exit leaves nothing to recover
+
+
+def test_discarding_the_recovered_network(window, qtbot):
+    from denoise_studio.gui.main_window import MainWindow
+    window.doc.add_block("conv", 0)
+    window.autosave()
+    again = MainWindow()
+    again.ask_before_close = False
+    qtbot.addWidget(again)
+    again.discard_autosave()
+    assert again.recovery_bar.isHidden() and not again.autosave_path().exists()

@@ -177,3 +177,16 @@ def test_without_a_network_the_noisy_input_and_baselines_still_show(qtbot, windo
     pane.open_path(photo(tmp_path))
     wait_done(qtbot, pane, need=("noisy", *BASELINES))
     assert "reconstruction" not in pane.images
+
+
+def test_gui_open_over_the_bad_input_corpus(window, pane, qtbot, tmp_path):
+    from tests.badinputs import make_corpus
+    for path, expect in make_corpus(tmp_path / "corpus").items():
+        ok = pane.open_path(path)
+        if expect == "load":
+            assert ok, path
+            qtbot.waitUntil(lambda: not pane.busy, timeout=60_000)
+            assert "noisy" in pane.images and not pane.last_error.startswith("Denoising failed"), path
+        else:
+            assert not ok and str(path) in pane.last_error, path
+    assert window.isVisible()
