@@ -47,3 +47,28 @@ def need_data(folder: str) -> Path:
     if not p.is_dir():
         raise SystemExit(f"benchmark images not found at {p}; see ../shared/data/README.md")
     return p
+
+
+class LatenessProbe:
+    """A 10 ms QTimer that records how late each tick fires (ms): the event loop's responsiveness."""
+
+    def __init__(self, interval_ms: int = 10):
+        import time
+        from PySide6.QtCore import QTimer
+        self._clock = time.perf_counter
+        self.interval = interval_ms
+        self.late: list[float] = []
+        self._last = self._clock()
+        self.timer = QTimer()
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start()
+
+    def _tick(self) -> None:
+        now = self._clock()
+        self.late.append(max(0.0, (now - self._last) * 1000 - self.interval))
+        self._last = now
+
+    def stop(self) -> list[float]:
+        self.timer.stop()
+        return self.late[5:]

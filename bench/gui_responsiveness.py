@@ -12,30 +12,18 @@ import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from common import machine, median, save, table  # noqa: E402
+from common import LatenessProbe, machine, median, save, table  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 
 def lateness(app, seconds: float) -> list[float]:
-    from PySide6.QtCore import QTimer
-    late, last = [], [time.perf_counter()]
-
-    def tick():
-        now = time.perf_counter()
-        late.append(max(0.0, (now - last[0]) * 1000 - 10))
-        last[0] = now
-
-    timer = QTimer()
-    timer.setInterval(10)
-    timer.timeout.connect(tick)
-    timer.start()
+    probe = LatenessProbe()
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         app.processEvents()
         time.sleep(0.001)
-    timer.stop()
-    return late[5:]
+    return probe.stop()
 
 
 def stats(xs) -> dict:

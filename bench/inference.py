@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from common import ROOT, machine, median, save, table
+from common import RESULTS, ROOT, machine, median, save, table
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from denoise_studio.core.inference import model_from_spec, predict
 from denoise_studio.core.metrics import psnr
 from denoise_studio.core.presets import load_preset
 
+RESULTS_FILE = RESULTS / "inference.json"
 RSS_CHILD = r"""
 import json, resource, sys, time, numpy as np, torch
 sys.path.insert(0, sys.argv[1])
@@ -53,10 +54,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--presets", default="unet-small,seed-simple-fixed,dncnn,residual,unet")
     ap.add_argument("--skip-rss", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
     args = ap.parse_args()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
-    for name in args.presets.split(","):
+    for name in ([] if args.skip_latency else args.presets.split(",")):
         for dev in devices:
             torch.manual_seed(0)
             lm = model_from_spec(load_preset(name), device=dev)
@@ -66,13 +68,17 @@ def main():
                     row[f"{size}² s"] = f"{latency(lm, size, dev, 3 if size < 2048 else 1):.3f}"
             rows.append(row)
             print(row, flush=True)
-    print(table(rows, list(rows[0])))
+    if rows:
+        print(table(rows, list(rows[0])))
     # seams: tiled vs whole on a 1024² natural-ish image (random init networks; the seam test is structural)
     seams = []
     import skimage.data
     img = torch.from_numpy(np.ascontiguousarray(
         np.resize(skimage.data.astronaut(), (1024, 1024, 3)).astype(np.float32).transpose(2, 0, 1) / 255))
     for name in args.presets.split(","):
+        if any(b["type"] == "attention" for b in load_preset(name).blocks):
+            seams.append({"preset": name, "tiled vs whole PSNR dB": "whole 1024² does not fit (attention)"})
+            continue
         torch.manual_seed(0)
         lm = model_from_spec(load_preset(name))
         with torch.no_grad():
@@ -94,6 +100,10 @@ def main():
         print(table([{k: (f"{v:.0f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rss],
                     ["mode", "seconds", "peak_rss_mb"]))
     print(machine())
+    if args.skip_latency:   # keep the latency rows of an earlier run
+        import json as _json
+        old = RESULTS_FILE.read_text() if RESULTS_FILE.exists() else "{}"
+        rows = _json.loads(old).get("latency", [])
     save("inference", {"latency": rows, "seams": seams, "rss_4096": rss})
 
 

@@ -45,7 +45,7 @@ def bare_loop(spec, batch, crop, steps, channels_last=False, amp=None, compile_=
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     for i in range(3):      # warm-up (and compile)
         step(i)
@@ -82,16 +82,21 @@ def main():
         "bare loop, channels_last": lambda: bare_loop(spec, args.batch, args.crop, args.steps, channels_last=True),
         "Trainer, channels_last": lambda: trainer_rate(spec, images, args.batch, args.crop, args.steps,
                                                        channels_last=True),
-        "bare loop, bf16 autocast": lambda: bare_loop(spec, args.batch, args.crop, args.steps, amp="bf16"),
         "bare loop, torch.compile": lambda: bare_loop(spec, args.batch, args.crop, args.steps, compile_=True),
         "bare loop, compile + channels_last": lambda: bare_loop(spec, args.batch, args.crop, args.steps,
                                                                 channels_last=True, compile_=True),
     }
+    from denoise_studio.core.devices import cpu_has_bf16
+    if cpu_has_bf16():   # without AVX512-BF16/AMX, bf16 is emulated and ~25× slower: measured once below
+        variants["bare loop, bf16 autocast"] = lambda: bare_loop(spec, args.batch, args.crop, args.steps, amp="bf16")
     samples = {k: [] for k in variants}
     for r in range(args.rounds):          # alternate, so drift hits every variant alike
         for name, fn in variants.items():
             samples[name].append(fn())
         print(f"round {r + 1}/{args.rounds} done", flush=True)
+    if not cpu_has_bf16():
+        samples["bare loop, bf16 autocast (no bf16 in this CPU; 1 round, 3 steps)"] = [
+            bare_loop(spec, args.batch, args.crop, 3, amp="bf16")]
     base = median(samples["bare loop, fp32 eager"])
     rows = [{"variant": k, "img/s (median)": f"{median(v):.1f}", "vs bare fp32": f"{median(v) / base:.2f}×"}
             for k, v in samples.items()]

@@ -18,11 +18,14 @@ import torch.nn.functional as F
 from denoise_studio.core.analysis import analyze, downsampling_factor
 from denoise_studio.core.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
 from denoise_studio.core.devices import resolve_device
+from denoise_studio.core.images import to_channels
+from denoise_studio.core.metrics import psnr
 from denoise_studio.core.network import build_network
 from denoise_studio.core.noise import make_noise
 from denoise_studio.core.spec import ArchitectureSpec
 
 DEFAULT_TILE = 512
+NOISE_SEED = 0   # synthetic noise is seeded, so every view of the same image and σ agrees
 
 
 @dataclass
@@ -151,3 +154,48 @@ def denoise(lm: LoadedModel, noisy: np.ndarray, sigma255: float | None = None,
     rec = lm.noise.reconstruct(x[None], pred[None], level)[0].clamp(0, 1)
     noise = lm.noise.added_noise(pred[None], level)[0]
     return DenoiseResult(noisy, noise.numpy(), rec.numpy(), float(sigma255), estimated)
+
+
+def psnr_sweep(model: LoadedModel, clean_chw: np.ndarray, sigmas=(5, 10, 15, 25, 35, 50, 75)) -> tuple:
+    """The network's PSNR at each σ on a centre crop (≤ 128²) of the current image."""
+    _, h, w = clean_chw.shape
+    s = min(128, h, w)
+    crop = clean_chw[:, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+    out = []
+    for sigma in sigmas:
+        noisy = add_noise(crop, sigma, NOISE_SEED)
+        out.append((psnr(noisy, crop), psnr(denoise(model, noisy, sigma).reconstruction, crop)))
+    return list(sigmas), [o[0] for o in out], [o[1] for o in out]
+
+
+@torch.no_grad()
+def feature_maps(model: LoadedModel, pixels: np.ndarray, block: int, sigma255: float, max_channels: int = 32,
+                 size: int = 128) -> np.ndarray:
+    """A grid of the first channels of one block's activation for a centre crop of the image."""
+    chw = to_channels(pixels, model.spec.in_channels)
+    _, h, w = chw.shape
+    s = max(model.factor, min(size, h, w) // model.factor * model.factor)
+    crop = np.ascontiguousarray(chw[:, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s])
+    if crop.shape[1] < s or crop.shape[2] < s:
+        crop = np.pad(crop, ((0, 0), (0, s - crop.shape[1]), (0, s - crop.shape[2])), mode="edge")
+    noisy = torch.from_numpy(add_noise(crop, sigma255, NOISE_SEED))[None]
+    level = torch.tensor([model.noise.level_for_sigma(sigma255)], dtype=torch.float32)
+    x = model.noise.prepare(noisy, level).to(model.device)
+    cond = model.noise.condition(level, model.spec.conditioning)
+    captured = {}
+    handle = model.model.blocks[block].register_forward_hook(lambda m, i, o: captured.setdefault("a", o))
+    try:
+        model.model(x, None if cond is None else cond.to(model.device))
+    finally:
+        handle.remove()
+    act = captured["a"][0].float().cpu().numpy()[:max_channels]
+    c, fh, fw = act.shape
+    cols = int(np.ceil(np.sqrt(c)))
+    rows = int(np.ceil(c / cols))
+    grid = np.full((rows * (fh + 2), cols * (fw + 2)), np.nan, np.float32)
+    for k in range(c):
+        a = act[k]
+        lo, hi = np.percentile(a, 1), np.percentile(a, 99)
+        r, q = divmod(k, cols)
+        grid[r * (fh + 2):r * (fh + 2) + fh, q * (fw + 2):q * (fw + 2) + fw] = (a - lo) / max(hi - lo, 1e-8)
+    return np.nan_to_num(np.clip(grid, 0, 1), nan=0.0)

@@ -11,17 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PySide6.QtCore import QObject, QRunnable, Signal
 
 from denoise_studio.core.baselines import BASELINES, run_baseline
 from denoise_studio.core.data import find_images
 from denoise_studio.core.errors import DenoiseError
 from denoise_studio.core.images import from_channels, load_image, output_stem, save_image, to_channels
-from denoise_studio.core.inference import LoadedModel, add_noise, denoise, estimate_sigma255
+from denoise_studio.core.inference import (NOISE_SEED, LoadedModel, add_noise, denoise, estimate_sigma255,
+                                           feature_maps, psnr_sweep)
 from denoise_studio.core.metrics import psnr, ssim
 
-NOISE_SEED = 0
 
 
 @dataclass
@@ -62,6 +61,7 @@ class JobSignals(QObject):
     sweep = Signal(int, object)   # generation, (sigmas, psnrs)
     progress = Signal(int, int, str)   # done, total, message
     batch_done = Signal(object)   # summary dict
+    features = Signal(int, object)   # generation, grid array (or an error message)
 
 
 class DenoiseJob(QRunnable):
@@ -115,49 +115,18 @@ class DenoiseJob(QRunnable):
         self.signals.result.emit(ImageResult(req.generation, final=True, sigma255=sigma))
 
 
-def psnr_sweep(model: LoadedModel, clean_chw: np.ndarray, sigmas=(5, 10, 15, 25, 35, 50, 75)) -> tuple:
-    """The network's PSNR at each σ on a centre crop (≤ 128²) of the current image."""
-    _, h, w = clean_chw.shape
-    s = min(128, h, w)
-    crop = clean_chw[:, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-    out = []
-    for sigma in sigmas:
-        noisy = add_noise(crop, sigma, NOISE_SEED)
-        out.append((psnr(noisy, crop), psnr(denoise(model, noisy, sigma).reconstruction, crop)))
-    return list(sigmas), [o[0] for o in out], [o[1] for o in out]
+class FeatureJob(QRunnable):
+    def __init__(self, generation: int, model: LoadedModel, pixels: np.ndarray, block: int, sigma255: float,
+                 signals: JobSignals):
+        super().__init__()
+        self.args = (model, pixels, block, sigma255)
+        self.generation, self.signals = generation, signals
 
-
-@torch.no_grad()
-def feature_maps(model: LoadedModel, pixels: np.ndarray, block: int, sigma255: float, max_channels: int = 32,
-                 size: int = 128) -> np.ndarray:
-    """A grid of the first channels of one block's activation for a centre crop of the image."""
-    chw = to_channels(pixels, model.spec.in_channels)
-    _, h, w = chw.shape
-    s = max(model.factor, min(size, h, w) // model.factor * model.factor)
-    crop = np.ascontiguousarray(chw[:, (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s])
-    if crop.shape[1] < s or crop.shape[2] < s:
-        crop = np.pad(crop, ((0, 0), (0, s - crop.shape[1]), (0, s - crop.shape[2])), mode="edge")
-    noisy = torch.from_numpy(add_noise(crop, sigma255, NOISE_SEED))[None]
-    level = torch.tensor([model.noise.level_for_sigma(sigma255)], dtype=torch.float32)
-    x = model.noise.prepare(noisy, level).to(model.device)
-    cond = model.noise.condition(level, model.spec.conditioning)
-    captured = {}
-    handle = model.model.blocks[block].register_forward_hook(lambda m, i, o: captured.setdefault("a", o))
-    try:
-        model.model(x, None if cond is None else cond.to(model.device))
-    finally:
-        handle.remove()
-    act = captured["a"][0].float().cpu().numpy()[:max_channels]
-    c, fh, fw = act.shape
-    cols = int(np.ceil(np.sqrt(c)))
-    rows = int(np.ceil(c / cols))
-    grid = np.full((rows * (fh + 2), cols * (fw + 2)), np.nan, np.float32)
-    for k in range(c):
-        a = act[k]
-        lo, hi = np.percentile(a, 1), np.percentile(a, 99)
-        r, q = divmod(k, cols)
-        grid[r * (fh + 2):r * (fh + 2) + fh, q * (fw + 2):q * (fw + 2) + fw] = (a - lo) / max(hi - lo, 1e-8)
-    return np.nan_to_num(np.clip(grid, 0, 1), nan=0.0)
+    def run(self) -> None:
+        try:
+            self.signals.features.emit(self.generation, feature_maps(*self.args))
+        except Exception as e:   # a block index from an edited network, say
+            self.signals.features.emit(self.generation, f"{type(e).__name__}: {e}")
 
 
 class BatchJob(QRunnable):

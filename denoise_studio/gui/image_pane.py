@@ -23,8 +23,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QHBoxLayout, Q
 from denoise_studio.core.baselines import BASELINES
 from denoise_studio.core.errors import DenoiseError
 from denoise_studio.core.images import LoadedImage, load_image, save_image
-from denoise_studio.gui.image_jobs import (BatchJob, DenoiseJob, ImageRequest, ImageResult, JobSignals,
-                                           feature_maps)
+from denoise_studio.gui.image_jobs import BatchJob, DenoiseJob, FeatureJob, ImageRequest, ImageResult, JobSignals
 
 PANES = ("clean", "noisy", "noise", "reconstruction", "error", "compare")
 TITLES = {"clean": "clean", "noisy": "noisy input", "noise": "predicted noise",
@@ -67,6 +66,8 @@ class ImagePane(QWidget):
         self.signals.sweep.connect(self._on_sweep)
         self.signals.progress.connect(self._on_progress)
         self.signals.batch_done.connect(self._on_batch_done)
+        self.signals.features.connect(self._on_features)
+        self.feature_generation = 0
         self.generation = 0
         self.source: LoadedImage | None = None
         self.images: dict[str, np.ndarray] = {}
@@ -383,10 +384,15 @@ class ImagePane(QWidget):
         if model is None or self.source is None or not 0 <= self.selected_block < len(model.model.blocks):
             self.features.clear()
             return
-        try:
-            grid = feature_maps(model, self.source.pixels, self.selected_block, float(self.sigma.value()))
-        except Exception as e:   # a mismatched block index after an edit, say
-            self.status.emit(f"No feature maps for block {self.selected_block}: {e}")
+        self.feature_generation += 1
+        self.pool.start(FeatureJob(self.feature_generation, model, self.source.pixels, self.selected_block,
+                                   float(self.sigma.value()), self.signals))
+
+    def _on_features(self, generation: int, grid) -> None:
+        if generation != self.feature_generation:
+            return
+        if isinstance(grid, str):
+            self.status.emit(f"No feature maps for block {self.selected_block}: {grid}")
             return
         self.features.setImage(grid.T, autoLevels=False, levels=(0, 1))
 

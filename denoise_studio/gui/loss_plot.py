@@ -16,6 +16,27 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 REDRAW_MS = 50
 EMA_ALPHA = 0.05
+BUCKETS = 1500       # a curve is handed to pyqtgraph as at most 2 × BUCKETS points (min/max envelope)
+
+
+def envelope(x: np.ndarray, y: np.ndarray, lo: float, hi: float, buckets: int = BUCKETS):
+    """The points of (x, y) between lo and hi, reduced to each bucket's min and max.
+
+    One numpy pass over the visible points: a million points cost a few milliseconds, and
+    pyqtgraph never sees more than 2 × buckets of them, so peaks are kept and redraws stay cheap.
+    """
+    i0, i1 = np.searchsorted(x, [lo, hi])
+    i0, i1 = max(0, i0 - 1), min(len(x), i1 + 1)
+    xs, ys = x[i0:i1], y[i0:i1]
+    n = len(xs)
+    if n <= 2 * buckets:
+        return xs, ys
+    k = n // buckets
+    m = k * buckets
+    blocks = ys[:m].reshape(buckets, k)
+    xx = np.repeat(xs[:m:k], 2)
+    yy = np.column_stack([blocks.min(1), blocks.max(1)]).ravel()
+    return np.concatenate([xx, xs[m:]]), np.concatenate([yy, ys[m:]])
 COMPARE_COLOURS = ("#e45756", "#54a24b", "#b279a2", "#f58518")
 
 
@@ -62,8 +83,7 @@ class LossPlot(QWidget):
         self.raw_curve = item.plot(pen=pg.mkPen("#9fb8d9", width=1), name="loss")
         self.ema_curve = item.plot(pen=pg.mkPen("#1f4e9c", width=2), name="smoothed")
         for c in (self.raw_curve, self.ema_curve):
-            c.setDownsampling(auto=True, method="peak")
-            c.setClipToView(True)
+            c.setSkipFiniteCheck(True)   # add_loss drops NaN and inf before they reach a buffer
         self.best_marker = pg.ScatterPlotItem(size=10, brush=pg.mkBrush("#e45756"), pen=pg.mkPen("w"),
                                               symbol="star", name="best")
         item.addItem(self.best_marker)
@@ -80,6 +100,7 @@ class LossPlot(QWidget):
                                           symbolBrush="#2a8c4a")
         self.psnr_view.addItem(self.psnr_curve)
         item.getViewBox().sigResized.connect(self._sync_views)
+        item.getViewBox().sigXRangeChanged.connect(self._range_changed)
         legend = item.legend
         legend.addItem(self.psnr_curve, "validation PSNR")
         # crosshair readout
@@ -110,6 +131,10 @@ class LossPlot(QWidget):
         self.timer.setInterval(REDRAW_MS)
         self.timer.timeout.connect(self.redraw)
         self.timer.start()
+
+    def _range_changed(self, *_):
+        if not self.plot.getPlotItem().getViewBox().autoRangeEnabled()[0]:
+            self._dirty = True   # panned or zoomed by hand: re-cut the envelope for the new range
 
     def _set_log(self, on: bool) -> None:
         item = self.plot.getPlotItem()
@@ -161,10 +186,8 @@ class LossPlot(QWidget):
                 ema = (1 - EMA_ALPHA) * ema + EMA_ALPHA * y
                 s.append(x, ema / (1 - (1 - EMA_ALPHA) ** n))
         colour = COMPARE_COLOURS[len(self.compare) % len(COMPARE_COLOURS)]
-        curve = self.plot.getPlotItem().plot(*s.data(), pen=pg.mkPen(colour, width=2, style=Qt.PenStyle.DashLine),
-                                             name=name)
-        curve.setDownsampling(auto=True, method="peak")
-        curve.setClipToView(True)
+        curve = self.plot.getPlotItem().plot(*envelope(*s.data(), -np.inf, np.inf),
+                                             pen=pg.mkPen(colour, width=2, style=Qt.PenStyle.DashLine), name=name)
         self.compare.append((name, curve))
 
     # --- drawing ---
@@ -172,8 +195,10 @@ class LossPlot(QWidget):
         if not self._dirty:
             return
         self._dirty = False
-        self.raw_curve.setData(*self.raw.data())
-        self.ema_curve.setData(*self.ema.data())
+        vb = self.plot.getPlotItem().getViewBox()
+        lo, hi = (-np.inf, np.inf) if vb.autoRangeEnabled()[0] else vb.viewRange()[0]
+        self.raw_curve.setData(*envelope(*self.raw.data(), lo, hi))
+        self.ema_curve.setData(*envelope(*self.ema.data(), lo, hi))
         self.psnr_curve.setData(*self.psnr.data())
         if self.psnr.n:
             _, y = self.psnr.data()

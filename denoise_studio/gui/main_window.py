@@ -22,7 +22,7 @@ from denoise_studio.gui.image_pane import ImagePane
 from denoise_studio.gui.model_builder import ModelBuilder
 from denoise_studio.gui.training_view import TrainingView
 
-DEFAULT_PRESET = "seed-simple-fixed"
+DEFAULT_PRESET = "unet-small"   # the recommended network (bench/quality.py)
 MAX_RECENT = 8
 AUTOSAVE_MS = 1000
 

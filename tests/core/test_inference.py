@@ -45,3 +45,14 @@ def test_add_noise_is_seeded_and_unclipped():
     clean = np.full((3, 8, 8), 0.99, np.float32)
     a, b = add_noise(clean, 25, seed=4), add_noise(clean, 25, seed=4)
     assert np.array_equal(a, b) and a.max() > 1 and abs(float((a - clean).std()) * 255 - 25) < 5
+
+
+def test_feature_maps_grid_and_psnr_sweep():
+    from denoise_studio.core.inference import feature_maps, psnr_sweep
+    lm = model_from_spec(load_preset("unet-small"))
+    pixels = smooth_image(70, 90).astype(np.float32) / 255
+    grid = feature_maps(lm, pixels, block=1, sigma255=25, max_channels=16)
+    assert grid.shape == (4 * (70 + 2), 4 * (70 + 2))     # 16 of 32 channels, 4×4, at the 70×70 centre crop
+    assert 0 <= grid.min() and grid.max() <= 1
+    sigmas, noisy, net = psnr_sweep(lm, pixels.transpose(2, 0, 1), sigmas=(10, 30))
+    assert sigmas == [10, 30] and noisy[0] > noisy[1] and len(net) == 2

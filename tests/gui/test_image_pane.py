@@ -168,6 +168,7 @@ def test_feature_maps_of_the_selected_block(window, pane, qtbot, tmp_path):
     wait_done(qtbot, pane)
     pane.tabs.setCurrentWidget(pane.features)
     pane.set_selected_block(0)
+    qtbot.waitUntil(lambda: pane.features.getImageItem().image is not None, timeout=30_000)
     grid = pane.features.getImageItem().image
     assert grid is not None and grid.shape[0] > 96 and 0 <= grid.min() and grid.max() <= 1
 

@@ -163,3 +163,15 @@ def test_the_gui_follows_a_run_written_by_another_process(view, window, qtbot, t
     assert view.loss_plot.psnr.n == 3
     assert "finished" in view.status.text()
     assert "noisy" in window.image_pane.images
+
+
+def test_envelope_keeps_every_peak_and_bounds_the_points():
+    import numpy as np
+    from denoise_studio.gui.loss_plot import envelope
+    x = np.arange(1_000_000, dtype=float)
+    y = np.random.default_rng(1).random(1_000_000)
+    y[123_457] = 50.0                       # a spike must survive decimation
+    ex, ey = envelope(x, y, -np.inf, np.inf, buckets=1000)
+    assert len(ex) <= 2 * 1000 + 1000 and ey.max() == 50.0 and ey.min() == y.min()
+    zx, zy = envelope(x, y, 1000, 1100, buckets=1000)   # zoomed in: the raw points
+    assert len(zx) <= 103 and np.array_equal(zy, y[int(zx[0]):int(zx[-1]) + 1])
