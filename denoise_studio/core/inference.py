@@ -128,7 +128,8 @@ def predict(lm: LoadedModel, x: torch.Tensor, cond: torch.Tensor | None, tile: i
             patch = xp[None, :, y:y + tile, x0:x0 + tile].to(lm.device)
             out[:, y:y + tile, x0:x0 + tile] += lm.model(patch, cond).float().cpu()[0] * win
             weight[:, y:y + tile, x0:x0 + tile] += win
-    return (out / weight)[:, :h, :w]
+    out /= weight   # in place: at 4096² every full-size copy is 200 MB
+    return out[:, :h, :w]
 
 
 @dataclass
@@ -151,7 +152,7 @@ def denoise(lm: LoadedModel, noisy: np.ndarray, sigma255: float | None = None,
     x = lm.noise.prepare(y[None], level)[0]
     cond = lm.noise.condition(level, lm.spec.conditioning)
     pred = predict(lm, x, None if cond is None else cond.to(lm.device), tile)
-    rec = lm.noise.reconstruct(x[None], pred[None], level)[0].clamp(0, 1)
+    rec = lm.noise.reconstruct(x[None], pred[None], level)[0].clamp_(0, 1)
     noise = lm.noise.added_noise(pred[None], level)[0]
     return DenoiseResult(noisy, noise.numpy(), rec.numpy(), float(sigma255), estimated)
 
