@@ -6,7 +6,7 @@ import inspect
 import torch
 
 from denoise_studio.core import modules
-from denoise_studio.core.analysis import analyze, downsampling_factor, embedding_width, input_channels
+from denoise_studio.core.analysis import analyze, downsampling_factor, embedding_width
 from denoise_studio.core.blocks import BLOCK_TYPES, BlockContext
 from denoise_studio.core.errors import SpecInvalidError
 from denoise_studio.core.spec import ArchitectureSpec
@@ -74,5 +74,3 @@ def network_code(spec: ArchitectureSpec) -> str:
             f"    x = torch.randn(1, {spec.in_channels}, 64, 64)\n"
             f"    print(model(x).shape, sum(p.numel() for p in model.parameters()), 'parameters')\n")
 
-
-__all__ = ["build_network", "network_code", "block_constructors", "input_channels"]

@@ -25,10 +25,6 @@ def load_preset(name: str) -> ArchitectureSpec:
     return load_spec_file(path)
 
 
-def preset_description(name: str) -> str:
-    return load_preset(name).description
-
-
 def load_spec(spec_or_preset) -> ArchitectureSpec:
     """A path to a spec JSON, or a preset name."""
     s = str(spec_or_preset)

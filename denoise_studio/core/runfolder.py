@@ -101,15 +101,23 @@ def read_events(path, offset: int = 0) -> tuple[list[Event], int]:
     return events, offset + end
 
 
+STRIP_GAP = 4   # white pixels between the tiles of a preview strip
+
+
 def preview_strip(images: dict) -> np.ndarray:
     """noisy | predicted noise (mid-grey = 0) | reconstruction | clean, side by side."""
     noise = images["noise"]
     scale = max(3 * float(np.std(noise)), 1e-6)
-    tiles = [images["noisy"], np.clip(0.5 + 0.5 * noise / scale, 0, 1), images["reconstruction"]]
-    if "clean" in images:
-        tiles.append(images["clean"])
-    gap = np.ones((tiles[0].shape[0], 4) + tiles[0].shape[2:], dtype=np.float32)
+    tiles = [images["noisy"], np.clip(0.5 + 0.5 * noise / scale, 0, 1), images["reconstruction"], images["clean"]]
+    gap = np.ones((tiles[0].shape[0], STRIP_GAP) + tiles[0].shape[2:], dtype=np.float32)
     parts = []
     for t in tiles:
         parts += [np.clip(t, 0, 1), gap]
     return np.concatenate(parts[:-1], axis=1)
+
+
+def split_strip(strip: np.ndarray) -> dict:
+    """The tiles of a preview_strip back, for showing a saved preview (noise re-centred on 0)."""
+    w = (strip.shape[1] - 3 * STRIP_GAP) // 4
+    tiles = [strip[:, i * (w + STRIP_GAP): i * (w + STRIP_GAP) + w] for i in range(4)]
+    return {"noisy": tiles[0], "noise": tiles[1] - 0.5, "reconstruction": tiles[2], "clean": tiles[3]}

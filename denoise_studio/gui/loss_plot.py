@@ -55,9 +55,6 @@ class Series:
         self.x[self.n], self.y[self.n] = x, y
         self.n += 1
 
-    def extend(self, xs, ys) -> None:
-        for x, y in zip(xs, ys):
-            self.append(x, y)
 
     def data(self):
         return self.x[:self.n], self.y[:self.n]

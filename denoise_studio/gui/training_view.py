@@ -17,7 +17,7 @@ from denoise_studio.core.analysis import analyze, downsampling_factor
 from denoise_studio.core.devices import cpu_has_bf16, list_devices
 from denoise_studio.core.errors import DenoiseError
 from denoise_studio.core.images import load_image
-from denoise_studio.core.runfolder import RunFolder
+from denoise_studio.core.runfolder import RunFolder, split_strip
 from denoise_studio.core.trainer import TrainConfig
 from denoise_studio.format import duration
 from denoise_studio.gui.document import SpecDocument
@@ -477,9 +477,3 @@ class TrainingView(QWidget):
                                       [v for _, v in steps])
         return True
 
-
-def split_strip(strip: np.ndarray) -> dict:
-    """Undo runfolder.preview_strip: four tiles separated by 4-pixel gaps."""
-    w = (strip.shape[1] - 12) // 4
-    tiles = [strip[:, i * (w + 4): i * (w + 4) + w] for i in range(4)]
-    return {"noisy": tiles[0], "noise": tiles[1] - 0.5, "reconstruction": tiles[2], "clean": tiles[3]}

@@ -134,3 +134,15 @@ def test_events_file_reader_skips_a_torn_last_line(tmp_path):
         f.write('ep", "step": 2, "time": 0, "loss": 0.25}\n')
     more, _ = read_events(p, offset)
     assert [e.loss for e in more] == [0.25] and not math.isnan(more[0].loss)
+
+
+def test_preview_strip_splits_back_into_its_tiles():
+    import numpy as np
+    from denoise_studio.core.runfolder import preview_strip, split_strip
+    rng = np.random.default_rng(0)
+    imgs = {k: rng.random((12, 9, 3)).astype(np.float32) for k in ("noisy", "reconstruction", "clean")}
+    imgs["noise"] = np.zeros((12, 9, 3), np.float32)
+    back = split_strip(preview_strip(imgs))
+    for k in ("noisy", "reconstruction", "clean"):
+        assert np.array_equal(back[k], imgs[k])
+    assert np.allclose(back["noise"], 0)
