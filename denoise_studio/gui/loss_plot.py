@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 REDRAW_MS = 50
 EMA_ALPHA = 0.05
-BUCKETS = 1500       # a curve is handed to pyqtgraph as at most 2 × BUCKETS points (min/max envelope)
+BUCKETS = 1500       # default envelope resolution; the plot uses one bucket per pixel column
 
 
 def envelope(x: np.ndarray, y: np.ndarray, lo: float, hi: float, buckets: int = BUCKETS):
@@ -37,16 +37,19 @@ def envelope(x: np.ndarray, y: np.ndarray, lo: float, hi: float, buckets: int = 
     xx = np.repeat(xs[:m:k], 2)
     yy = np.column_stack([blocks.min(1), blocks.max(1)]).ravel()
     return np.concatenate([xx, xs[m:]]), np.concatenate([yy, ys[m:]])
+
+
 COMPARE_COLOURS = ("#e45756", "#54a24b", "#b279a2", "#f58518")
 
 
 class Series:
-    """A growable (x, y) buffer."""
+    """A growable (x, y) buffer that keeps the min/max envelope of its whole length up to date."""
 
     def __init__(self, capacity: int = 4096):
         self.x = np.empty(capacity, np.float64)
         self.y = np.empty(capacity, np.float64)
         self.n = 0
+        self._reset_envelope(1)
 
     def append(self, x: float, y: float) -> None:
         if self.n == len(self.x):
@@ -55,12 +58,48 @@ class Series:
         self.x[self.n], self.y[self.n] = x, y
         self.n += 1
 
-
     def data(self):
         return self.x[:self.n], self.y[:self.n]
 
     def clear(self) -> None:
         self.n = 0
+        self._reset_envelope(1)
+
+    def _reset_envelope(self, k: int) -> None:
+        self._k, self._done = k, 0
+        self._lo = self._hi = np.empty(0)
+
+    def envelope(self, lo: float = -np.inf, hi: float = np.inf, columns: int = BUCKETS):
+        """envelope() of the points between lo and hi. For the whole series (the view while
+        training) buckets are a power of two wide and completed ones are kept, so each redraw
+        reduces only the points that arrived since the last one."""
+        x, y = self.data()
+        if np.isfinite(lo) or np.isfinite(hi):
+            return envelope(x, y, lo, hi, columns)
+        k = 1 << max(0, math.ceil(math.log2(max(1.0, self.n / columns))))
+        if k == 1:
+            return x, y
+        if k != self._k:
+            self._reset_envelope(k)
+        full = self.n // k
+        if full > self._done:
+            blocks = y[self._done * k:full * k].reshape(-1, k)
+            self._lo = np.concatenate([self._lo, blocks.min(1)])
+            self._hi = np.concatenate([self._hi, blocks.max(1)])
+            self._done = full
+        xx = np.repeat(x[:full * k:k], 2)
+        yy = np.column_stack([self._lo, self._hi]).ravel()
+        return np.concatenate([xx, x[full * k:]]), np.concatenate([yy, y[full * k:]])
+
+
+class LossAxis(pg.AxisItem):
+    """In log mode, labels only 1, 2 and 5 × 10ⁿ: pyqtgraph labels every minor tick of a
+    decade when it fits, which piles the labels up at the top of the plot."""
+
+    def logTickStrings(self, values, scale, spacing):
+        strings = super().logTickStrings(values, scale, spacing)
+        keep = [f"{10 ** v * scale:.0e}"[0] in "125" for v in values]
+        return [s if k else "" for s, k in zip(strings, keep)]
 
 
 class LossPlot(QWidget):
@@ -70,13 +109,22 @@ class LossPlot(QWidget):
         self.setAccessibleName("Loss plot")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        self.plot = pg.PlotWidget(background="w")
+        self.plot = pg.PlotWidget(background="w", axisItems={"left": LossAxis("left")})
         self.plot.setObjectName("LossPlotWidget")
         item = self.plot.getPlotItem()
-        item.showGrid(x=True, y=True, alpha=0.25)
+        item.showGrid(x=True, y=True)
+        for side in ("left", "bottom", "right"):
+            # An opaque light grid: Qt's raster engine blends translucent lines ~10× slower than
+            # it draws opaque ones, and the translucent default grid cost most of a redraw.
+            # Grid lines at major and minor ticks only (log decades' sub-ticks add nothing).
+            axis = item.getAxis(side)
+            axis.setPen(pg.mkPen("#e4e4e4"))
+            axis.setTextPen(pg.mkPen("#404040"))
+            axis.setStyle(maxTickLevel=1, tickAlpha=255)
+            axis.setZValue(-1)        # the grid goes under the curves and the legend
         item.setLabel("bottom", "step")
         item.setLabel("left", "loss")
-        item.addLegend(offset=(-10, 10))
+        item.addLegend(offset=(110, 4), colCount=2, brush="w", pen="#cccccc", labelTextColor="#404040")
         self.raw_curve = item.plot(pen=pg.mkPen("#9fb8d9", width=1), name="loss")
         self.ema_curve = item.plot(pen=pg.mkPen("#1f4e9c", width=2), name="smoothed")
         for c in (self.raw_curve, self.ema_curve):
@@ -103,6 +151,7 @@ class LossPlot(QWidget):
         # crosshair readout
         self.vline = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine))
         item.addItem(self.vline, ignoreBounds=True)
+        self.vline.hide()             # until the pointer is over the plot
         self.readout = QLabel(" ")
         self.readout.setObjectName("LossReadout")
         self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
@@ -194,8 +243,9 @@ class LossPlot(QWidget):
         self._dirty = False
         vb = self.plot.getPlotItem().getViewBox()
         lo, hi = (-np.inf, np.inf) if vb.autoRangeEnabled()[0] else vb.viewRange()[0]
-        self.raw_curve.setData(*envelope(*self.raw.data(), lo, hi))
-        self.ema_curve.setData(*envelope(*self.ema.data(), lo, hi))
+        columns = max(200, int(vb.width()))   # about a min and a max per pixel column
+        self.raw_curve.setData(*self.raw.envelope(lo, hi, columns))
+        self.ema_curve.setData(*self.ema.envelope(lo, hi, columns))
         self.psnr_curve.setData(*self.psnr.data())
         if self.psnr.n:
             _, y = self.psnr.data()
@@ -213,6 +263,7 @@ class LossPlot(QWidget):
         xs, ys = self.raw.data()
         i = int(np.clip(np.searchsorted(xs, x), 0, self.raw.n - 1))
         self.vline.setPos(xs[i])
+        self.vline.show()
         text = f"step {int(xs[i])} · loss {ys[i]:.5g} · smoothed {self.ema.y[i]:.5g}"
         if self.psnr.n:
             px, py = self.psnr.data()

@@ -175,3 +175,40 @@ def test_envelope_keeps_every_peak_and_bounds_the_points():
     assert len(ex) <= 2 * 1000 + 1000 and ey.max() == 50.0 and ey.min() == y.min()
     zx, zy = envelope(x, y, 1000, 1100, buckets=1000)   # zoomed in: the raw points
     assert len(zx) <= 103 and np.array_equal(zy, y[int(zx[0]):int(zx[-1]) + 1])
+
+
+def test_whole_series_envelope_is_kept_up_to_date_as_points_arrive():
+    import numpy as np
+    from denoise_studio.gui.loss_plot import Series
+    y = np.random.default_rng(2).random(50_000)
+    y[31_337] = 9.0
+    live = Series()
+    for i, v in enumerate(y):
+        live.append(i, v)
+        if i in (999, 4_096, 20_000, 31_336, 31_337, 49_999):
+            lx, ly = live.envelope(columns=500)       # redraws while the series grows
+            assert len(lx) <= 2 * 2 * 500
+            seen = y[:i + 1]
+            assert ly.max() == seen.max() and ly.min() == seen.min()
+            # every point of the envelope is a real point, in step order
+            assert np.all(np.diff(lx) >= 0) and np.all(np.isin(ly, seen))
+    fresh = Series()
+    for i, v in enumerate(y):
+        fresh.append(i, v)
+    for a, b in zip(live.envelope(columns=500), fresh.envelope(columns=500)):
+        assert np.array_equal(a, b)                   # incremental == computed from scratch
+    # 50,000 points in 500 columns: buckets of 128 (a power of two), each keeping its min and max
+    k = 128
+    _, ly = fresh.envelope(columns=500)
+    blocks = y[:50_000 // k * k].reshape(-1, k)
+    assert np.array_equal(ly[:2 * len(blocks):2], blocks.min(1))
+    assert np.array_equal(ly[1:2 * len(blocks):2], blocks.max(1))
+
+
+def test_log_axis_labels_only_1_2_5_per_decade(qapp):
+    import numpy as np
+    from denoise_studio.gui.loss_plot import LossAxis
+    axis = LossAxis("left")
+    values = np.log10([0.001, 0.002, 0.003, 0.005, 0.007, 0.01, 0.02])
+    labels = axis.logTickStrings(list(values), 1.0, 1.0)
+    assert [bool(s) for s in labels] == [True, True, False, True, False, True, True]
