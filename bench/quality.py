@@ -21,7 +21,7 @@ from denoise_studio.core.data import find_images
 from denoise_studio.core.images import load_image, to_channels
 from denoise_studio.core.inference import add_noise, denoise, load_model
 from denoise_studio.core.metrics import psnr, ssim
-from denoise_studio.core.presets import load_preset
+from denoise_studio.core.presets import load_spec
 from denoise_studio.core.runfolder import RunFolder
 from denoise_studio.core.trainer import TrainConfig, Trainer
 
@@ -35,7 +35,7 @@ PUBLISHED = {   # Kodak24, colour AWGN, PSNR dB at σ = 15 / 25 / 50 (shared/NOT
 
 
 def train(preset: str, minutes: float, out: Path, args) -> Path:
-    spec = load_preset(preset)
+    spec = load_spec(preset)
     cfg = TrainConfig(data=str(need_data("CBSD68")), steps=10**7, time_limit=minutes * 60, batch_size=args.batch,
                       crop=args.crop, lr=args.lr, warmup=50, sigma=(args.sigma_lo, args.sigma_hi),
                       device=args.device, eval_every=200, preview_every=10**9, checkpoint_every=10**9, seed=0)
@@ -63,7 +63,7 @@ def evaluate(methods: dict, sigmas, limit=None) -> dict:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--presets", default="unet-small")
+    ap.add_argument("--presets", default="unet-small", help="comma-separated preset names or spec files")
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--crop", type=int, default=64)
@@ -77,9 +77,10 @@ def main():
     args = ap.parse_args()
     methods = {"noisy input": lambda n, s: n}
     for preset in args.presets.split(","):
-        run = train(preset, args.minutes, RESULTS / "runs" / f"{preset}-{args.minutes:g}min{args.tag}", args)
+        name = Path(preset).stem    # a preset name or a spec file
+        run = train(preset, args.minutes, RESULTS / "runs" / f"{name}-{args.minutes:g}min{args.tag}", args)
         lm = load_model(run, "cpu")
-        methods[f"{preset}, {args.minutes:g} min"] = (lambda lm: lambda n, s: denoise(lm, n, s).reconstruction)(lm)
+        methods[f"{name}, {args.minutes:g} min"] = (lambda lm: lambda n, s: denoise(lm, n, s).reconstruction)(lm)
     if not args.no_baselines:
         for b in ("nl-means", "tv", "wavelet"):
             methods[f"scikit-image {b}"] = (lambda b: lambda n, s: run_baseline(b, n, s))(b)
