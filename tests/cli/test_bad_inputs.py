@@ -47,14 +47,20 @@ def test_the_loader_gives_each_case_its_defined_result(corpus):
             assert str(path) in str(e.value) and "\n" not in str(e.value)
 
 
-def test_unreadable_permissions(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root reads every file")
+def test_unreadable_permissions(tmp_path, monkeypatch):
     p = tmp_path / "secret.png"
     p.write_bytes(b"x")
     p.chmod(0)
-    with pytest.raises(ImageError, match="permission denied"):
+    if os.geteuid() == 0:
+        # root reads every file whatever its mode, so make the open fail as it would for a user
+        from PIL import Image
+
+        def denied(*a, **k):
+            raise PermissionError(13, "Permission denied", str(p))
+        monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(ImageError, match="permission denied") as e:
         load_image(p)
+    assert "secret.png" in str(e.value)
 
 
 def test_cli_denoise_over_the_corpus(corpus, model_run, tmp_path):
