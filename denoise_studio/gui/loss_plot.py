@@ -124,7 +124,7 @@ class LossPlot(QWidget):
             axis.setZValue(-1)        # the grid goes under the curves and the legend
         item.setLabel("bottom", "step")
         item.setLabel("left", "loss")
-        item.addLegend(offset=(110, 4), colCount=2, brush="w", pen="#cccccc", labelTextColor="#404040")
+        item.addLegend(offset=(60, 4), colCount=2, brush="w", pen="#cccccc", labelTextColor="#404040")
         self.raw_curve = item.plot(pen=pg.mkPen("#9fb8d9", width=1), name="loss")
         self.ema_curve = item.plot(pen=pg.mkPen("#1f4e9c", width=2), name="smoothed")
         for c in (self.raw_curve, self.ema_curve):
@@ -189,8 +189,11 @@ class LossPlot(QWidget):
         self._dirty = True
 
     def _sync_views(self) -> None:
-        self.psnr_view.setGeometry(self.plot.getPlotItem().getViewBox().sceneBoundingRect())
-        self.psnr_view.linkedViewChanged(self.plot.getPlotItem().getViewBox(), self.psnr_view.XAxis)
+        vb = self.plot.getPlotItem().getViewBox()
+        # a narrow plot has no room for the legend: it would cover or be cut off; widen to see it
+        self.plot.getPlotItem().legend.setVisible(vb.width() > 420)
+        self.psnr_view.setGeometry(vb.sceneBoundingRect())
+        self.psnr_view.linkedViewChanged(vb, self.psnr_view.XAxis)
 
     # --- data in ---
     def clear(self) -> None:

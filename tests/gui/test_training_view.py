@@ -212,3 +212,13 @@ def test_log_axis_labels_only_1_2_5_per_decade(qapp):
     values = np.log10([0.001, 0.002, 0.003, 0.005, 0.007, 0.01, 0.02])
     labels = axis.logTickStrings(list(values), 1.0, 1.0)
     assert [bool(s) for s in labels] == [True, True, False, True, False, True, True]
+
+
+def test_the_legend_shows_only_where_it_fits(qapp):
+    from denoise_studio.gui.loss_plot import LossPlot
+    plot = LossPlot()
+    for width, visible in ((900, True), (330, False)):
+        plot.resize(width, 300)
+        plot.show()
+        qapp.processEvents()
+        assert plot.plot.getPlotItem().legend.isVisible() is visible
