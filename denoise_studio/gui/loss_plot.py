@@ -34,9 +34,14 @@ def envelope(x: np.ndarray, y: np.ndarray, lo: float, hi: float, buckets: int = 
     k = n // buckets
     m = k * buckets
     blocks = ys[:m].reshape(buckets, k)
-    xx = np.repeat(xs[:m:k], 2)
-    yy = np.column_stack([blocks.min(1), blocks.max(1)]).ravel()
-    return np.concatenate([xx, xs[m:]]), np.concatenate([yy, ys[m:]])
+    return _interleave(xs[:m:k], blocks.min(1), blocks.max(1), xs[m:], ys[m:])
+
+
+def _interleave(starts, mins, maxs, tail_x, tail_y):
+    """Each bucket as two points, (start, min) and (start, max), then the points after the last
+    full bucket as they are."""
+    return (np.concatenate([np.repeat(starts, 2), tail_x]),
+            np.concatenate([np.column_stack([mins, maxs]).ravel(), tail_y]))
 
 
 COMPARE_COLOURS = ("#e45756", "#54a24b", "#b279a2", "#f58518")
@@ -87,9 +92,7 @@ class Series:
             self._lo = np.concatenate([self._lo, blocks.min(1)])
             self._hi = np.concatenate([self._hi, blocks.max(1)])
             self._done = full
-        xx = np.repeat(x[:full * k:k], 2)
-        yy = np.column_stack([self._lo, self._hi]).ravel()
-        return np.concatenate([xx, x[full * k:]]), np.concatenate([yy, y[full * k:]])
+        return _interleave(x[:full * k:k], self._lo, self._hi, x[full * k:], y[full * k:])
 
 
 class LossAxis(pg.AxisItem):
