@@ -35,6 +35,9 @@ PUBLISHED = {   # Kodak24, colour AWGN, PSNR dB at σ = 15 / 25 / 50 (shared/NOT
 
 
 def train(preset: str, minutes: float, out: Path, args) -> Path:
+    if args.reuse and (out / "checkpoints").is_dir():
+        print(f"{preset}: evaluating the network already trained in {out}", flush=True)
+        return out
     spec = load_spec(preset)
     cfg = TrainConfig(data=str(need_data("CBSD68")), steps=10**7, time_limit=minutes * 60, batch_size=args.batch,
                       crop=args.crop, lr=args.lr, warmup=50, sigma=(args.sigma_lo, args.sigma_hi),
@@ -73,7 +76,10 @@ def main():
     ap.add_argument("--device", default="auto")
     ap.add_argument("--limit", type=int, help="evaluate on the first N Kodak images only")
     ap.add_argument("--no-baselines", action="store_true")
-    ap.add_argument("--tag", default="")
+    ap.add_argument("--tag", default="", help="suffix for the run folder and the results file")
+    ap.add_argument("--ensemble", action="store_true", help="also evaluate each network with ×8 self-ensemble")
+    ap.add_argument("--reuse", action="store_true", help="evaluate a run folder from an earlier identical call "
+                                                          "instead of training again")
     args = ap.parse_args()
     methods = {"noisy input": lambda n, s: n}
     for preset in args.presets.split(","):
@@ -81,6 +87,9 @@ def main():
         run = train(preset, args.minutes, RESULTS / "runs" / f"{name}-{args.minutes:g}min{args.tag}", args)
         lm = load_model(run, "cpu")
         methods[f"{name}, {args.minutes:g} min"] = (lambda lm: lambda n, s: denoise(lm, n, s).reconstruction)(lm)
+        if args.ensemble:
+            methods[f"{name}, {args.minutes:g} min, ×8 self-ensemble"] = (
+                lambda lm: lambda n, s: denoise(lm, n, s, ensemble=True).reconstruction)(lm)
     if not args.no_baselines:
         for b in ("nl-means", "tv", "wavelet"):
             methods[f"scikit-image {b}"] = (lambda b: lambda n, s: run_baseline(b, n, s))(b)
@@ -98,7 +107,7 @@ def main():
     print("Kodak24, PSNR dB / SSIM")
     print(table(rows, ["method", *[f"σ={s}" for s in SIGMAS]]))
     print(machine())
-    save(f"quality{args.tag}", {"args": vars(args), "scores": {m: {str(s): v for s, v in d.items()}
+    save(f"quality{args.tag}{'-ensemble' if args.ensemble else ''}", {"args": vars(args), "scores": {m: {str(s): v for s, v in d.items()}
                                                                for m, d in scores.items()}, "rows": rows})
 
 

@@ -33,6 +33,7 @@ class ImageRequest:
     model: LoadedModel | None
     baselines: bool = True
     sweep: bool = False
+    ensemble: bool = False          # ×8 self-ensemble (core.inference.predict_ensemble)
 
 
 @dataclass
@@ -96,7 +97,7 @@ class DenoiseJob(QRunnable):
         if clean is not None:
             res.metrics["noisy"], res.scores["noisy"] = score_text(res.images["noisy"], res.images["clean"])
         if req.model is not None:
-            out = denoise(req.model, noisy, sigma)
+            out = denoise(req.model, noisy, sigma, ensemble=req.ensemble)
             res.images["noise"] = _hwc(out.noise, req.grey)
             res.images["reconstruction"] = _hwc(out.reconstruction, req.grey)
             if clean is not None:
@@ -133,10 +134,10 @@ class BatchJob(QRunnable):
     """Denoise many files into a folder; a bad file is reported by name and the rest still run."""
 
     def __init__(self, paths: list[str], out_dir: Path, model: LoadedModel, mode: str, sigma255: float,
-                 signals: JobSignals):
+                 signals: JobSignals, ensemble: bool = False):
         super().__init__()
         self.paths, self.out_dir, self.model = paths, Path(out_dir), model
-        self.mode, self.sigma255, self.signals = mode, sigma255, signals
+        self.mode, self.sigma255, self.signals, self.ensemble = mode, sigma255, signals, ensemble
         self.cancel = threading.Event()
 
     @staticmethod
@@ -160,7 +161,8 @@ class BatchJob(QRunnable):
                 im = load_image(path)
                 chw = to_channels(im.pixels, self.model.spec.in_channels)
                 noisy = add_noise(chw, self.sigma255, NOISE_SEED) if self.mode == "add" else chw
-                out = denoise(self.model, noisy, self.sigma255 if self.mode == "add" else None)
+                out = denoise(self.model, noisy, self.sigma255 if self.mode == "add" else None,
+                              ensemble=self.ensemble)
                 target = self.out_dir / f"{output_stem(path)}_denoised.png"
                 save_image(target, from_channels(out.reconstruction, im.grey), im.bit_depth, im.alpha)
                 written.append(str(target))

@@ -91,6 +91,10 @@ def test_eval_compares_with_classical_baselines(trained, capsys):
     assert d["images"] == 2
     assert set(d["results"]) == {"noisy", "network", "gaussian", "median", "nl-means", "tv", "wavelet"}
     assert d["results"]["network"]["psnr"] > d["results"]["noisy"]["psnr"]
+    assert main(["eval", str(run), "--data", str(data), "--sigma", "25", "--json", "--limit", "2", "--ensemble"]) == 0
+    e = json.loads(capsys.readouterr().out)["results"]
+    assert e["network"]["psnr"] != d["results"]["network"]["psnr"] and e["noisy"] == d["results"]["noisy"]
+    assert abs(e["network"]["psnr"] - d["results"]["network"]["psnr"]) < 1.5   # the same network, averaged
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript", "python"])

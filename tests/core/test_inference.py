@@ -56,3 +56,19 @@ def test_feature_maps_grid_and_psnr_sweep():
     assert 0 <= grid.min() and grid.max() <= 1
     sigmas, noisy, net = psnr_sweep(lm, pixels.transpose(2, 0, 1), sigmas=(10, 30))
     assert sigmas == [10, 30] and noisy[0] > noisy[1] and len(net) == 2
+
+
+def test_self_ensemble_is_equivariant_to_flips_and_turns():
+    from denoise_studio.core.inference import predict_ensemble
+    lm = model_from_spec(load_preset("unet-small"))
+    for p in lm.model.parameters():     # a head far from zero, so the network's own asymmetry shows
+        torch.nn.init.normal_(p, std=0.2)
+    x = torch.rand(3, 24, 32)
+    turn = lambda t: torch.rot90(t, 1, (-2, -1))  # noqa: E731
+    plain_gap = float((predict(lm, turn(x), None) - turn(predict(lm, x, None))).abs().max())
+    ens_gap = float((predict_ensemble(lm, turn(x), None) - turn(predict_ensemble(lm, x, None))).abs().max())
+    assert plain_gap > 1e-2 and ens_gap < 1e-4 * plain_gap
+    flip_gap = (predict_ensemble(lm, x.flip(-1), None) - predict_ensemble(lm, x, None).flip(-1)).abs().max()
+    assert float(flip_gap) < 1e-4 * plain_gap
+    r = denoise(lm, np.random.rand(3, 7, 13).astype(np.float32), sigma255=25, ensemble=True)
+    assert r.reconstruction.shape == (3, 7, 13)

@@ -85,6 +85,22 @@ def test_sigma_slider_renoises_and_rescores(window, pane, qtbot, tmp_path):
     assert (net > noisy).sum() >= 5   # the network beats its input across noise levels
 
 
+def test_ensemble_box_reruns_with_the_x8_self_ensemble(window, pane, qtbot, tmp_path):
+    from denoise_studio.core.images import load_image
+    from denoise_studio.core.inference import NOISE_SEED, add_noise, denoise
+    path = photo(tmp_path)
+    pane.open_path(path)
+    wait_done(qtbot, pane)
+    plain = pane.images["reconstruction"].copy()
+    pane.ensemble_box.setChecked(True)
+    qtbot.waitUntil(lambda: not pane.busy and "reconstruction" in pane.images
+                    and not np.array_equal(pane.images["reconstruction"], plain), timeout=60_000)
+    noisy = add_noise(load_image(path).pixels.transpose(2, 0, 1), 25, NOISE_SEED)
+    want = denoise(window.current_model(), noisy, 25, ensemble=True).reconstruction.transpose(1, 2, 0)
+    assert np.abs(pane.images["reconstruction"] - want).max() < 1e-5
+    pane.ensemble_box.setChecked(False)
+
+
 def test_real_noisy_photos_estimate_sigma_and_have_no_reference(window, pane, qtbot, tmp_path):
     clean = smooth_image(96, 96).astype(np.float32) / 255
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, 20 / 255, clean.shape), 0, 1)
