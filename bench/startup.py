@@ -1,5 +1,7 @@
 """Start-up: time from launching the app to its splash, to the window shown, and to the first
-training step, each in a fresh process (medians of 3).
+training step, each in a fresh process (medians of 3). Then the time from pressing Start to the
+first step on a window that has been open a few seconds, with and without the warm spare
+training child the app keeps (alternating, medians of 3).
 
     python bench/startup.py
 """
@@ -16,6 +18,7 @@ CHILD = r"""
 import os, sys, time, json
 t0 = time.perf_counter()
 sys.path.insert(0, sys.argv[1])
+mode = sys.argv[2]                   # launch | cold | warm
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 os.environ["DENOISE_STUDIO_SETTINGS"] = "/tmp/denoise-startup-settings.ini"
 os.environ["DENOISE_STUDIO_RUNS"] = "/tmp/denoise-startup-runs"
@@ -26,27 +29,46 @@ t_splash = time.perf_counter() - t0
 from denoise_studio.gui.main_window import MainWindow
 w = MainWindow(); w.ask_before_close = False; w.show(); app.processEvents()
 t_window = time.perf_counter() - t0
+if mode != "cold":
+    w.training.session.prewarm()     # as the app does once its window shows
+if mode != "launch":                 # the user looks at the window for a while before pressing Start
+    t_end = time.perf_counter() + 8
+    while time.perf_counter() < t_end:
+        app.processEvents(); time.sleep(0.01)
 first = []
 w.training.session.event.connect(lambda e: first.append(time.perf_counter()) if e.name == "step" else None)
-w.training.steps.setValue(1000); w.training.start()
+w.training.steps.setValue(1000)
+t_start = time.perf_counter()
+w.training.start()
 while not first:
     app.processEvents(); time.sleep(0.005)
 t_step = first[0] - t0
 w.training.shutdown()
-print(json.dumps({"splash": t_splash, "window": t_window, "first_step": t_step}))
+print(json.dumps({"splash": t_splash, "window": t_window, "first_step": t_step, "start_to_step": first[0] - t_start}))
 """
 
 
+def launch(mode: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), mode], capture_output=True, text=True,
+                         timeout=300, env=os.environ)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main():
-    samples = {"splash": [], "window": [], "first_step": []}
+    samples = {"splash": [], "window": [], "first_step": [], "start_cold": [], "start_warm": []}
     for _ in range(3):
-        out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT)], capture_output=True, text=True,
-                             timeout=300, env=os.environ)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        for k in samples:
+        r = launch("launch")
+        for k in ("splash", "window", "first_step"):
             samples[k].append(r[k])
-    rows = [{"milestone": k.replace("_", " "), "seconds (median of 3)": f"{median(v):.2f}"} for k, v in samples.items()]
+        samples["start_cold"].append(launch("cold")["start_to_step"])
+        samples["start_warm"].append(launch("warm")["start_to_step"])
+    names = {"splash": "launch → splash", "window": "launch → window shown",
+             "first_step": "launch → first training step (Start pressed as the window shows)",
+             "start_cold": "Start → first step, window open 8 s, no spare child",
+             "start_warm": "Start → first step, window open 8 s, warm spare child (the app's default)"}
+    rows = [{"milestone": names[k], "seconds (median of 3)": f"{median(v):.2f}"} for k, v in samples.items()]
     print(table(rows, list(rows[0])))
+    print(f"warm spare: {median(samples['start_cold']) / median(samples['start_warm']):.1f}× faster to the first step")
     print(machine())
     save("startup", {"rows": rows, "samples": samples})
 

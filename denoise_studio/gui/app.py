@@ -36,6 +36,7 @@ def run(path: str | None = None) -> int:
     window.show()
     splash.close()
     app.processEvents()
+    window.training.session.prewarm()   # the first Start then trains at once (see training_session)
     window.show_message(f"Ready: splash after {t_splash:.2f} s, window after {time.perf_counter() - t0:.2f} s")
     return app.exec()
 

@@ -2,6 +2,10 @@
 
 A QTimer drains the event queue in the GUI thread (no thread touches a widget), and
 notices when the child dies without saying why (killed, crashed, out of memory).
+
+With `prewarm()`, a spare child starts ahead of time and pays for importing torch while the
+user is still editing, so that Start shows a first step in about a second instead of five;
+each run still gets a process of its own, and a new spare is started when a run ends.
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import time
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from denoise_studio.core.events import FailedEvent
-from denoise_studio.core.worker import spawn_context, train_in_child
+from denoise_studio.core.worker import spawn_context, train_in_child, warm_child
 
 POLL_MS = 50
 MAX_EVENTS_PER_POLL = 500
@@ -32,6 +36,9 @@ class TrainingSession(QObject):
         self.last_step = 0
         self.last_checkpoint = None
         self._done = True
+        self.keep_warm = False   # keep a spare child ready (prewarm), again after each run
+        self.spare = None        # (process, jobs, ready, events, stop, pause) of the spare child
+        self.spare_in_use = None  # the same, for the spare now running a job
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.poll)
@@ -44,18 +51,52 @@ class TrainingSession(QObject):
     def paused(self) -> bool:
         return self.pause_flag is not None and self.pause_flag.is_set()
 
+    def prewarm(self) -> None:
+        """Start a spare training child now (if there is none), and again after every run."""
+        self.keep_warm = True
+        if self.spare is not None or self.running:
+            return
+        jobs, ready, events = self.ctx.Queue(), self.ctx.Event(), self.ctx.Queue()
+        stop, pause = self.ctx.Event(), self.ctx.Event()
+        process = self.ctx.Process(target=warm_child, name="denoise-studio-training", daemon=True,
+                                   args=(jobs, ready, events, stop, pause))
+        process.start()
+        self.spare = (process, jobs, ready, events, stop, pause)
+
+    @property
+    def spare_ready(self) -> bool:
+        return self.spare is not None and self.spare[2].is_set() and self.spare[0].is_alive()
+
+    def discard_spare(self) -> None:
+        if self.spare is not None:
+            process, jobs = self.spare[:2]
+            self.spare = None
+            jobs.put(None)
+            process.join(1)
+            if process.is_alive():
+                process.kill()
+
     def start(self, spec: dict, config: dict, run_dir: str, resume: bool = False) -> None:
         if self.running:
             raise RuntimeError("a run is already in progress")
-        self.queue = self.ctx.Queue()
-        self.stop_flag, self.pause_flag = self.ctx.Event(), self.ctx.Event()
         self.run_dir = run_dir
         self.last_step, self.last_checkpoint = 0, None
-        self.process = self.ctx.Process(target=train_in_child, name="denoise-studio-training", daemon=True,
-                                        args=(spec, config, run_dir, self.queue, self.stop_flag, self.pause_flag,
-                                              resume))
+        spare, self.spare = self.spare, None
+        if spare is not None and spare[0].is_alive():   # warm or still warming: either way it is ahead
+            # Keep every queue and flag referenced: a child still starting up unpickles them by name.
+            self.spare_in_use = spare
+            self.process, jobs, _, self.queue, self.stop_flag, self.pause_flag = spare
+            jobs.put((spec, config, run_dir, resume))
+        else:
+            if spare is not None:
+                spare[0].join(0)   # it died while idle: reap it
+            self.queue = self.ctx.Queue()
+            self.stop_flag, self.pause_flag = self.ctx.Event(), self.ctx.Event()
+            self.process = self.ctx.Process(target=train_in_child, name="denoise-studio-training", daemon=True,
+                                            args=(spec, config, run_dir, self.queue, self.stop_flag,
+                                                  self.pause_flag, resume))
+            self.process.start()
         self._done = False
-        self.process.start()
         self.timer.start()
 
     def pause(self, on: bool) -> None:
@@ -72,6 +113,14 @@ class TrainingSession(QObject):
         if self.process is not None and self.process.is_alive():
             self.process.kill()
             self.process.join(2)
+
+    def shutdown(self) -> None:
+        """The window is closing: stop any run, end the spare."""
+        self.keep_warm = False
+        if self.running:
+            self.stop()
+            self.kill()
+        self.discard_spare()
 
     def poll(self) -> None:
         for _ in range(MAX_EVENTS_PER_POLL):
@@ -112,3 +161,5 @@ class TrainingSession(QObject):
                 if self.process.is_alive():
                     self.process.kill()
             self.ended.emit(ev)
+            if self.keep_warm:
+                self.prewarm()

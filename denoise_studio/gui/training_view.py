@@ -328,9 +328,7 @@ class TrainingView(QWidget):
             self.status.setText("Stopping after the current step…")
 
     def shutdown(self) -> None:
-        if self.session.running:
-            self.session.stop()
-            self.session.kill()
+        self.session.shutdown()
 
     # --- events from the child ---
     def on_event(self, ev) -> None:

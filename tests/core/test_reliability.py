@@ -172,3 +172,41 @@ def test_every_error_is_a_denoise_error_with_one_line(tmp_path):
             case()
         assert "\n" not in str(e.value)
     assert torch.get_num_threads() >= 1
+
+
+SPARE_PARENT = r"""
+import sys, time
+from denoise_studio.core.worker import spawn_context, warm_child
+if __name__ == "__main__":
+    ctx = spawn_context()
+    args = (ctx.Queue(), ctx.Event(), ctx.Queue(), ctx.Event(), ctx.Event())
+    p = ctx.Process(target=warm_child, args=args)   # not a daemon: only its own check can end it
+    p.start()
+    while not args[1].is_set():
+        time.sleep(0.05)
+    print(p.pid, flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_spare_training_child_exits_when_the_app_that_started_it_is_killed(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(SPARE_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              cwd=os.getcwd(), env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    child = int(parent.stdout.readline())
+    os.kill(child, 0)                                   # warm, and waiting for a job
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        if open(f"/proc/{child}/stat").read().split()[2] == "Z":   # exited, waiting to be reaped
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the spare child outlived its parent")

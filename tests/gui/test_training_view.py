@@ -88,6 +88,42 @@ def test_a_killed_training_process_is_reported_and_the_window_stays_usable(view,
     assert ended[0].name == "finished"
 
 
+def test_a_warm_spare_child_runs_the_next_start_and_is_replaced(view, qtbot):
+    session = view.session
+    session.prewarm()
+    qtbot.waitUntil(lambda: session.spare_ready, timeout=CHILD_TIMEOUT_MS)
+    spare = session.spare[0]
+    view.steps.setValue(5)
+    ended = []
+    session.ended.connect(ended.append)
+    assert view.start()
+    assert session.process is spare and session.spare is None      # the run went to the warm child
+    qtbot.waitUntil(lambda: bool(ended), timeout=CHILD_TIMEOUT_MS)
+    assert ended[0].name == "finished" and steps_seen(view) == 5
+    assert session.spare is not None and session.spare[0].pid != spare.pid   # a fresh spare for the next run
+    os.kill(session.spare[0].pid, signal.SIGKILL)                      # a spare that died while idle …
+    qtbot.waitUntil(lambda: not session.spare[0].is_alive(), timeout=10_000)
+    ended.clear()
+    assert view.start()                                                # … is replaced by a cold start
+    qtbot.waitUntil(lambda: bool(ended), timeout=CHILD_TIMEOUT_MS)
+    assert ended[0].name == "finished"
+    last_spare = session.spare[0]
+    view.shutdown()
+    assert session.spare is None and not last_spare.is_alive()
+
+
+def test_start_right_after_prewarm_goes_to_the_child_still_warming_up(view, qtbot):
+    session = view.session
+    session.prewarm()
+    spare = session.spare[0]
+    view.steps.setValue(3)
+    ended = []
+    session.ended.connect(ended.append)
+    assert view.start() and session.process is spare
+    qtbot.waitUntil(lambda: bool(ended), timeout=CHILD_TIMEOUT_MS)
+    assert ended[0].name == "finished", getattr(ended[0], "message", "")
+
+
 def test_invalid_network_is_refused_with_the_reason(view, window):
     from denoise_studio.core.presets import load_preset
     window.doc.load(load_preset("seed-simple"))
