@@ -107,8 +107,9 @@ def main():
     print("Kodak24, PSNR dB / SSIM")
     print(table(rows, ["method", *[f"σ={s}" for s in SIGMAS]]))
     print(machine())
-    save(f"quality{args.tag}{'-ensemble' if args.ensemble else ''}", {"args": vars(args), "scores": {m: {str(s): v for s, v in d.items()}
-                                                               for m, d in scores.items()}, "rows": rows})
+    scores = {m: {str(s): v for s, v in d.items()} for m, d in scores.items()}
+    name = f"quality{args.tag}{'-ensemble' if args.ensemble else ''}"
+    save(name, {"args": vars(args), "scores": scores, "rows": rows})
 
 
 if __name__ == "__main__":

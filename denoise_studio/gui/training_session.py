@@ -15,7 +15,7 @@ import time
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from denoise_studio.core.events import FailedEvent
-from denoise_studio.core.worker import spawn_context, train_in_child, warm_child
+from denoise_studio.core.worker import spawn_context, warm_child
 
 POLL_MS = 50
 MAX_EVENTS_PER_POLL = 500
@@ -37,8 +37,8 @@ class TrainingSession(QObject):
         self.last_checkpoint = None
         self._done = True
         self.keep_warm = False   # keep a spare child ready (prewarm), again after each run
-        self.spare = None        # (process, jobs, ready, events, stop, pause) of the spare child
-        self.spare_in_use = None  # the same, for the spare now running a job
+        self.spare = None        # a child launched ahead of time, waiting for a job (see _launch)
+        self.child = None        # the child running the current run: (process, jobs, ready, events, stop, pause)
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.poll)
@@ -51,17 +51,21 @@ class TrainingSession(QObject):
     def paused(self) -> bool:
         return self.pause_flag is not None and self.pause_flag.is_set()
 
-    def prewarm(self) -> None:
-        """Start a spare training child now (if there is none), and again after every run."""
-        self.keep_warm = True
-        if self.spare is not None or self.running:
-            return
+    def _launch(self) -> tuple:
+        """A training child (core.worker.warm_child): it imports what training needs, then waits for
+        its one job. (process, jobs, ready, events, stop, pause)."""
         jobs, ready, events = self.ctx.Queue(), self.ctx.Event(), self.ctx.Queue()
         stop, pause = self.ctx.Event(), self.ctx.Event()
         process = self.ctx.Process(target=warm_child, name="denoise-studio-training", daemon=True,
                                    args=(jobs, ready, events, stop, pause))
         process.start()
-        self.spare = (process, jobs, ready, events, stop, pause)
+        return process, jobs, ready, events, stop, pause
+
+    def prewarm(self) -> None:
+        """Launch a spare child now (if there is none), and again after every run."""
+        self.keep_warm = True
+        if self.spare is None and not self.running:
+            self.spare = self._launch()
 
     @property
     def spare_ready(self) -> bool:
@@ -82,20 +86,14 @@ class TrainingSession(QObject):
         self.run_dir = run_dir
         self.last_step, self.last_checkpoint = 0, None
         spare, self.spare = self.spare, None
-        if spare is not None and spare[0].is_alive():   # warm or still warming: either way it is ahead
-            # Keep every queue and flag referenced: a child still starting up unpickles them by name.
-            self.spare_in_use = spare
-            self.process, jobs, _, self.queue, self.stop_flag, self.pause_flag = spare
-            jobs.put((spec, config, run_dir, resume))
-        else:
-            if spare is not None:
-                spare[0].join(0)   # it died while idle: reap it
-            self.queue = self.ctx.Queue()
-            self.stop_flag, self.pause_flag = self.ctx.Event(), self.ctx.Event()
-            self.process = self.ctx.Process(target=train_in_child, name="denoise-studio-training", daemon=True,
-                                            args=(spec, config, run_dir, self.queue, self.stop_flag,
-                                                  self.pause_flag, resume))
-            self.process.start()
+        if spare is not None and not spare[0].is_alive():
+            spare[0].join(0)   # it died while idle: reap it, launch another
+            spare = None
+        # The spare (warm, or still warming: either way ahead) or a new child. Keep every queue and
+        # flag referenced while it runs: a child still starting up unpickles them by name.
+        self.child = spare or self._launch()
+        self.process, jobs, _, self.queue, self.stop_flag, self.pause_flag = self.child
+        jobs.put((spec, config, run_dir, resume))
         self._done = False
         self.timer.start()
 
