@@ -10,10 +10,10 @@ import json
 import sys
 
 from denoise_studio import __version__
+from denoise_studio.args import EXIT_INVALID, positive_int
 from denoise_studio.format import count as fmt_count
 from denoise_studio.format import size_bytes as fmt_bytes
 
-EXIT_INVALID = 2
 
 
 def cmd_presets(args) -> int:
@@ -70,23 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_inspect)
 
-    from denoise_studio import commands  # train, denoise, eval, export, watch
-    commands.add_commands(sub)
+    from denoise_studio import commands, train_commands
+    train_commands.add_commands(sub)   # train, watch
+    commands.add_commands(sub)         # denoise, eval, export
 
     s = sub.add_parser("gui", help="open the desktop app (the default)")
     s.add_argument("path", nargs="?", help="a spec, run folder or image to open")
     s.set_defaults(func=cmd_gui)
     return p
-
-
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return v
 
 
 def cmd_gui(args) -> int:

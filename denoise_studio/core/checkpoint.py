@@ -13,6 +13,7 @@ from safetensors.torch import save as st_save
 
 from denoise_studio.core.errors import CheckpointError
 from denoise_studio.core.fileio import atomic_write_bytes
+from denoise_studio.core.presets import PRETRAINED, pretrained_path
 from denoise_studio.core.spec import spec_from_dict
 
 META_KEY = "denoise_studio"
@@ -110,8 +111,14 @@ def load_weights(model: torch.nn.Module, ckpt: Checkpoint) -> None:
 
 
 def resolve_checkpoint(run_or_checkpoint) -> Path:
-    """A checkpoint file, or a run folder (its best checkpoint, else its last)."""
+    """A checkpoint file, a run folder (its best checkpoint, else its last), or `pretrained`: the
+    network shipped with the app (an existing file or folder of that name wins)."""
     p = Path(run_or_checkpoint)
+    if str(run_or_checkpoint) == PRETRAINED and not p.exists():
+        if not pretrained_path().is_file():
+            raise CheckpointError(f"the pretrained network is missing from this installation ({pretrained_path()}); "
+                                  "reinstall Denoise Studio or give a run folder.")
+        return pretrained_path()
     if p.is_dir():
         for name in ("best.safetensors", "last.safetensors"):
             if (p / "checkpoints" / name).is_file():

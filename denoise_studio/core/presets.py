@@ -7,11 +7,24 @@ from denoise_studio.core.errors import SpecFormatError
 from denoise_studio.core.spec import ArchitectureSpec, load_spec_file
 
 
-def presets_dir() -> Path:
-    installed = Path(__file__).resolve().parent.parent / "resources" / "presets"
-    if installed.is_dir():
+def resources_dir() -> Path:
+    """resources/ as installed (denoise_studio/resources) or in a source checkout."""
+    installed = Path(__file__).resolve().parent.parent / "resources"
+    if (installed / "presets").is_dir():
         return installed
-    return Path(__file__).resolve().parents[2] / "resources" / "presets"
+    return Path(__file__).resolve().parents[2] / "resources"
+
+
+def presets_dir() -> Path:
+    return resources_dir() / "presets"
+
+
+PRETRAINED = "pretrained"   # the name that means the shipped network wherever a run is accepted
+
+
+def pretrained_path() -> Path:
+    """The trained unet-small shipped in resources/pretrained (see bench/pretrain.py)."""
+    return resources_dir() / "pretrained" / "unet-small.safetensors"
 
 
 def preset_names() -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from denoise_studio.core.analysis import analyze, downsampling_factor
+from denoise_studio.core.analysis import downsampling_factor
 from denoise_studio.core.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from denoise_studio.core.data import (VAL_SIGMA, ImageSet, sample_batch, step_generator,
                                       validation_crops)
