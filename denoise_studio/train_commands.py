@@ -1,23 +1,49 @@
 """Sub-commands that write and follow run folders: train, watch."""
 from __future__ import annotations
 
+import argparse
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 from denoise_studio.args import positive_int, sigma_range
 from denoise_studio.core.errors import DenoiseError
+from denoise_studio.core.events import FINISH_REASONS
+from denoise_studio.core.plan import DEFAULT_STEPS
+
+EXIT_FAILED = 1          # training ran and failed (e.g. the loss became NaN); the run folder says why
+EXIT_WRITER_GONE = 3     # watch: the writer died without a terminal event
+EXIT_SIGNAL = {"interrupted": 130, "terminated": 143}   # the shell's convention for SIGINT / SIGTERM
+
+
+def seconds(text: str) -> float:
+    """A polling interval: a finite number of seconds from 0.05 to an hour."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.05 <= v <= 3600:   # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} must be from 0.05 to 3600 seconds")
+    return v
 
 
 def add_commands(sub) -> None:
-    s = sub.add_parser("train", help="train a network (runs unchanged under torchrun)")
+    s = sub.add_parser("train", help="train a network (runs unchanged under torchrun)",
+                       epilog="Ctrl+C or SIGTERM finishes the current step, saves the last checkpoint and "
+                              "exits (130 or 143); a second one aborts at once. Resume with --resume.")
     s.add_argument("spec", metavar="SPEC_OR_PRESET", nargs="?",
                    help="spec file or preset (omit with --resume to reuse the run's)")
     s.add_argument("--data", default=None, help="folder of images, or builtin (default)")
-    s.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
-    s.add_argument("--steps", type=positive_int)
+    s.add_argument("--out", help="run folder to create (default: a new timestamped folder under "
+                                 "$DENOISE_STUDIO_RUNS or ~/DenoiseStudio/runs), or to continue with --resume")
+    s.add_argument("--steps", type=positive_int,
+                   help=f"the run's total number of steps (default {DEFAULT_STEPS}); with --resume, the total "
+                        "to reach, not steps to add")
     s.add_argument("--batch-size", type=positive_int, help="global batch size (default 8)")
-    s.add_argument("--crop", type=positive_int, help="training crop size (default 64)")
+    s.add_argument("--crop", type=positive_int,
+                   help="training crop size (default 64; rounded down to what the network's downsampling needs)")
     s.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
     s.add_argument("--warmup", type=int, help="linear warm-up steps before the cosine decay (default 50)")
     s.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -31,19 +57,22 @@ def add_commands(sub) -> None:
     s.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), help="mixed precision (auto: bf16 on CUDA)")
     s.add_argument("--channels-last", action="store_true", default=None, help="channels_last memory format")
     s.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
-    s.add_argument("--eval-every", type=positive_int)
-    s.add_argument("--checkpoint-every", type=positive_int)
+    s.add_argument("--eval-every", type=positive_int, help="steps between evaluations and previews "
+                                                           "(default: about 20 per run)")
+    s.add_argument("--checkpoint-every", type=positive_int, help="steps between checkpoints (default: about 10 "
+                                                                 "per run)")
     s.add_argument("--threads", type=positive_int, help="torch CPU threads")
-    s.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    s.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint up to --steps in total")
     s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("watch", help="follow a run folder that another process is writing")
+    s = sub.add_parser("watch", help="follow a run folder that another process is writing",
+                       epilog="Exit status: 0 the run finished, 1 it failed, 3 its writer is gone without "
+                              "finishing (killed), 2 not a readable run folder.")
     s.add_argument("run", metavar="RUN")
-    s.add_argument("--interval", type=float, default=1.0)
+    s.add_argument("--interval", type=seconds, default=1.0, help="seconds between reads (default 1)")
     s.add_argument("--once", action="store_true", help="print what is there now and exit")
     s.set_defaults(func=cmd_watch)
-
-
 
 
 # ---------------------------------------------------------------- train
@@ -58,22 +87,31 @@ class ProgressPrinter:
         self.t0 = time.time()
         self.rate = 0.0
         self.first_step = 0
+        self.time_limit = None
+        self.last_checkpoint: int | None = None   # step of the last "last" checkpoint seen
+
+    def eta(self, step: int, now: float | None = None) -> float:
+        """Seconds left: whichever of the steps and the time limit runs out first."""
+        elapsed = (now or time.time()) - self.t0
+        eta = elapsed / max(step - self.first_step, 1) * max(self.total - step, 0)
+        if self.time_limit:
+            eta = min(eta, max(0.0, self.time_limit - elapsed))
+        return eta
 
     def __call__(self, ev) -> None:
         name = ev.name
         if name == "started":
-            self.total, self.first_step = ev.total_steps, ev.step
+            self.total, self.first_step, self.time_limit = ev.total_steps, ev.step, ev.time_limit
             self.t0 = time.time()
             resumed = f", resumed from step {ev.resumed_from}" if ev.resumed_from else ""
             for message in ev.skipped or []:
                 print(f"skipped: {message}", file=sys.stderr)
-            self._line(f"training {ev.params:,} parameters on {ev.device} for {ev.total_steps} steps"
+            limit = f" or {ev.time_limit:g} s" if ev.time_limit else ""
+            self._line(f"training {ev.params:,} parameters on {ev.device} up to step {ev.total_steps}{limit}"
                        f"{f' on {ev.world_size} processes' if ev.world_size > 1 else ''}{resumed}")
         elif name == "step":
             self.rate = ev.images_per_s if not self.rate else 0.9 * self.rate + 0.1 * ev.images_per_s
-            done = ev.step - self.first_step
-            per_step = (time.time() - self.t0) / max(done, 1)
-            eta = per_step * (self.total - ev.step)
+            eta = self.eta(ev.step)
             text = (f"step {ev.step}/{self.total}  loss {ev.loss:.5f}  {self.rate:.1f} img/s  "
                     f"ETA {int(eta // 60)}:{int(eta % 60):02d}")
             if self.tty:
@@ -84,9 +122,10 @@ class ProgressPrinter:
                 self._line(text)
         elif name == "eval":
             self._line(f"step {ev.step}: validation PSNR {ev.psnr:.2f} dB at σ=25 (noisy input {ev.noisy_psnr:.2f} dB)")
+        elif name == "checkpoint" and not ev.best:
+            self.last_checkpoint = ev.step
         elif name == "finished":
-            why = {"steps": "all steps done", "time": "time limit reached", "stopped": "stopped"}[ev.reason]
-            self._line(f"finished at step {ev.step} ({why})")
+            self._line(f"finished at step {ev.step} ({FINISH_REASONS[ev.reason]})")
         elif name == "failed":
             self._line(f"failed: {ev.message}" + (f" Last good checkpoint: {ev.checkpoint}" if ev.checkpoint else ""))
 
@@ -97,33 +136,54 @@ class ProgressPrinter:
         self.stream.flush()
 
 
-def train_config_from_args(args, base: dict | None = None):
-    from denoise_studio.core.trainer import TrainConfig
-    cfg = TrainConfig.from_dict(base or {})
-    mapping = {"data": "data", "steps": "steps", "batch_size": "batch_size", "crop": "crop", "lr": "lr",
-               "warmup": "warmup", "device": "device", "seed": "seed", "time_limit": "time_limit", "noise": "noise",
-               "sigma": "sigma", "schedule": "schedule", "timesteps": "timesteps", "amp": "amp",
-               "channels_last": "channels_last", "compile": "compile", "eval_every": "eval_every",
-               "checkpoint_every": "checkpoint_every", "threads": "threads"}
-    for arg, field in mapping.items():
-        v = getattr(args, arg, None)
-        if v is not None:
-            setattr(cfg, field, v)
-    if args.eval_every and not base:
-        cfg.preview_every = args.eval_every
-    return cfg
+ARG_FIELDS = ("data", "steps", "batch_size", "crop", "lr", "warmup", "device", "seed", "time_limit", "noise",
+              "sigma", "schedule", "timesteps", "amp", "channels_last", "compile", "eval_every",
+              "checkpoint_every", "threads")
+
+
+def train_config_from_args(args, base: dict | None = None, source: str = "settings"):
+    """The run's settings: `base` (a resumed run's config.json) or the plan's defaults and cadences,
+    then what the command line gives. Every value is validated (one line naming the setting)."""
+    from denoise_studio.core.plan import RESUME_REQUIRED, TrainConfig, cadences
+    given = {f: getattr(args, f) for f in ARG_FIELDS if getattr(args, f, None) is not None}
+    if base is not None:
+        cfg = TrainConfig.from_dict(base, source=source, required=RESUME_REQUIRED)
+        return TrainConfig.from_dict({**cfg.to_dict(), **given}, source="the command line")
+    steps = given.get("steps", DEFAULT_STEPS)
+    planned = {**(cadences(steps) if isinstance(steps, int) else {}), **given}
+    if "eval_every" in given:
+        planned["preview_every"] = given["eval_every"]
+    return TrainConfig.from_dict(planned, source="the command line")
+
+
+def _install_stop_signals(control) -> dict:
+    """SIGINT and SIGTERM finish the step, save and end the run; a second one aborts at once
+    (every file is written atomically, so even then nothing is left half-written)."""
+    def on_signal(signum, _frame):
+        if control.stop.is_set():
+            raise KeyboardInterrupt
+        control.request_stop("interrupted" if signum == signal.SIGINT else "terminated")
+        os.write(2, b"\nstopping after this step and saving a checkpoint (again to abort)\n")
+
+    return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def cmd_train(args) -> int:
-    import os
-
+    from denoise_studio.core.analysis import analyze
+    from denoise_studio.core.checkpoint import load_checkpoint
+    from denoise_studio.core.data import ImageSet
+    from denoise_studio.core.devices import resolve_device
+    from denoise_studio.core.plan import new_run_dir, round_crop
     from denoise_studio.core.presets import load_spec
     from denoise_studio.core.runfolder import RunFolder
-    from denoise_studio.core.trainer import Trainer
+    from denoise_studio.core.trainer import Control, Trainer
 
-    out = Path(args.out)
-    rank = int(os.environ.get("RANK", 0))
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    # Everything is checked before the folder is touched: a refused command leaves nothing behind.
     if args.resume:
+        if not args.out:
+            raise DenoiseError("--resume needs --out RUN, the run folder to continue.")
+        out = Path(args.out)
         run = RunFolder.open(out)
         spec = run.spec()
         if args.spec:
@@ -131,49 +191,92 @@ def cmd_train(args) -> int:
             if given.blocks != spec.blocks:
                 raise DenoiseError(f"{out} was trained with a different network than {args.spec}; "
                                    "omit the spec to resume, or train into a new --out folder.")
-        cfg = train_config_from_args(args, run.config())
+        cfg = train_config_from_args(args, run.config(), source=str(run.config_path))
+        last = run.checkpoint("last")
+        done = load_checkpoint(last).step if last else 0
+        if done >= cfg.steps:
+            raise DenoiseError(f"{out} is already at step {done} and --steps is the run's total ({cfg.steps}); "
+                               f"nothing to do. Pass a total above {done}, e.g. --steps {done + cfg.steps}.")
     else:
         if not args.spec:
             raise DenoiseError("give a spec file or preset to train (see `denoise-studio presets`).")
-        if (out / "events.jsonl").exists() and rank == 0:
-            raise DenoiseError(f"{out} already holds a run; pass --resume to continue it, or choose another --out.")
         spec = load_spec(args.spec)
         cfg = train_config_from_args(args)
-        run = None
-    from denoise_studio.core.analysis import analyze
-    from denoise_studio.core.devices import resolve_device
+        out = Path(args.out) if args.out else new_run_dir(spec.name)
+    rounded = round_crop(cfg.crop, spec)
+    if rounded != cfg.crop:
+        if rank == 0:
+            print(f"crop {cfg.crop} rounded down to {rounded}, a multiple of the network's downsampling",
+                  file=sys.stderr)
+        cfg.crop = rounded
     resolve_device(cfg.device)   # an unavailable device is a usage error, before any folder is made
     a = analyze(spec, cfg.crop)
     if not a.valid:
-        first = a.errors[0]
-        raise DenoiseError(f"{spec.name} is not a valid network: {first}")
+        raise DenoiseError(f"{spec.name} is not a valid network: {a.errors[0]}")
+    problems = cfg.problems(spec)
+    if problems:
+        raise DenoiseError(problems[0])
+    images = ImageSet.load(cfg.data, spec.in_channels)   # an unreadable data folder: refused here
+    run = None
     if rank == 0:
-        run = RunFolder.create(out, spec, {**cfg.to_dict(), "world_size": int(os.environ.get("WORLD_SIZE", 1)),
+        run = RunFolder.create(out, spec, {**cfg.to_dict(), "world_size": world,
                                            "effective_batch_size": cfg.batch_size,
-                                           "lr_scaling": "none: lr applies to the global batch"})
-    result = Trainer(spec, cfg, sinks=[ProgressPrinter()] if rank == 0 else [], run=run, resume=args.resume).run()
+                                           "lr_scaling": "none: lr applies to the global batch"},
+                               new=not args.resume)
+        if not args.out:
+            print(f"run folder: {out}", file=sys.stderr)
+    control = Control()
+    printer = ProgressPrinter()
+    old = _install_stop_signals(control)
+    try:
+        result = Trainer(spec, cfg, sinks=[printer] if rank == 0 else [], run=run, resume=args.resume,
+                         control=control, images=images).run()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if run is not None:
+            run.close()
     if result.name == "failed":
-        return 1
+        return EXIT_FAILED
+    if result.reason in EXIT_SIGNAL:
+        if rank == 0:
+            print(f"checkpoint saved at step {result.step}; continue with "
+                  f"`denoise-studio train --resume --out {out}`", file=sys.stderr)
+        return EXIT_SIGNAL[result.reason]
     return 0
-
 
 
 # ---------------------------------------------------------------- watch
 
 def cmd_watch(args) -> int:
-    from denoise_studio.core.runfolder import RunFolder
+    """Follow a run until it ends. The writer's lock tells a live writer from a dead one: checked
+    before each read, a free lock with no terminal event in what follows means the writer died."""
+    from denoise_studio.core.events import TERMINAL
+    from denoise_studio.core.runfolder import RunFolder, gone_message
     run = RunFolder.open(args.run)
     printer = ProgressPrinter()
-    offset = 0
+    offset, ended = 0, None
     try:
         while True:
+            alive = run.writer() is not None
             events, offset = run.read_events(offset)
             for ev in events:
                 printer(ev)
-                if ev.name in ("finished", "failed") and not args.once:
-                    return 0
+                if ev.name in TERMINAL:
+                    ended = ev.name
+                elif ev.name == "started":   # a resume after an earlier end
+                    ended = None
+            if run.damaged_lines:
+                print(f"skipped {run.damaged_lines} damaged line(s) in {run.events_path}", file=sys.stderr)
+                run.damaged_lines = 0
             if args.once:
                 return 0
+            if ended is not None:
+                return 0 if ended == "finished" else EXIT_FAILED
+            if not alive:
+                print(f"denoise-studio: {args.run}: {gone_message(args.run, printer.last_checkpoint)}",
+                      file=sys.stderr)
+                return EXIT_WRITER_GONE
             time.sleep(args.interval)
     except KeyboardInterrupt:
         return 0

@@ -1,9 +1,20 @@
 """Training events: plain dataclasses a Trainer emits to its sinks (a callback, a queue to
-the GUI, a run folder's events.jsonl). One JSON object a line in events.jsonl."""
+the GUI, a run folder's events.jsonl). One JSON object a line in events.jsonl.
+
+`event_from_json` is the one place a line from disk becomes an event: every field is checked
+against its declared type, so a damaged or hand-edited file gives a skipped line, never an
+exception deep inside `watch` or the app.
+"""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
+
+# How a run ended. steps/time: as planned; stopped: Stop in the app or the window closing;
+# interrupted: Ctrl+C (SIGINT); terminated: SIGTERM, or the app that started the run died.
+FINISH_REASONS = {"steps": "all steps done", "time": "time limit reached", "stopped": "stopped",
+                  "interrupted": "interrupted (Ctrl+C)", "terminated": "terminated"}
+TERMINAL = ("finished", "failed")
 
 
 @dataclass
@@ -30,6 +41,7 @@ class StartedEvent(Event):
     world_size: int = 1
     resumed_from: int | None = None
     skipped: list | None = None      # one message per unreadable training image
+    time_limit: float | None = None  # seconds, when the run also ends on time
     name = "started"
 
 
@@ -54,6 +66,8 @@ class EvalEvent(Event):
 class PreviewEvent(Event):
     psnr: float = 0.0
     path: str | None = None
+    # noise_std, true_noise_std (0–255 scale), psnr, noisy_psnr (dB): numbers for the image pane
+    stats: dict | None = None
     # noisy, noise (predicted), reconstruction, clean: (H, W, C) float arrays; not written to JSON
     images: dict = field(default_factory=dict, metadata={"json": False})
     name = "preview"
@@ -68,7 +82,7 @@ class CheckpointEvent(Event):
 
 @dataclass
 class FinishedEvent(Event):
-    reason: str = "steps"    # steps, time or stopped
+    reason: str = "steps"    # a key of FINISH_REASONS
     name = "finished"
 
 
@@ -83,12 +97,67 @@ EVENT_TYPES = {cls.name: cls for cls in (StartedEvent, StepEvent, EvalEvent, Pre
                                          FinishedEvent, FailedEvent)}
 
 
-def event_from_json(d: dict) -> Event | None:
-    cls = EVENT_TYPES.get(d.get("event"))
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _convert(kind: str, v):
+    """v as declared by `kind` (the annotation's text), or raise ValueError."""
+    optional = kind.endswith("| None")
+    base = kind.split("|")[0].strip()
+    if v is None:
+        if optional:
+            return None
+        if base == "float":      # to_json writes a non-finite float as null
+            return math.nan
+        raise ValueError
+    if base == "int" and isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if base == "float" and _number(v):
+        return float(v)
+    if base == "str" and isinstance(v, str):
+        return v
+    if base == "bool" and isinstance(v, bool):
+        return v
+    if base == "list" and isinstance(v, list):
+        return v
+    if base == "dict" and isinstance(v, dict) and all(isinstance(k, str) for k in v):
+        return v
+    raise ValueError
+
+
+# Beyond the declared type: values whose meaning is a closed set or a shape.
+_EXTRA_CHECKS = {
+    "step": lambda v: v >= 0,
+    "reason": lambda v: v in FINISH_REASONS,
+    "grad_norms": lambda v: v is None or all(_number(x) or x is None for x in v),
+    "skipped": lambda v: v is None or all(isinstance(x, str) for x in v),
+    "stats": lambda v: v is None or all(_number(x) or x is None for x in v.values()),
+}
+
+
+def event_from_json(d) -> Event | None:
+    """The event a parsed events.jsonl line describes, or None when the line is not a valid event
+    (not an object, an unknown or non-string `event`, a field of the wrong type or out of range)."""
+    if not isinstance(d, dict) or not isinstance(d.get("event"), str):
+        return None
+    cls = EVENT_TYPES.get(d["event"])
     if cls is None:
         return None
-    names = {f.name for f in fields(cls) if f.metadata.get("json", True)}
-    try:
-        return cls(**{k: v for k, v in d.items() if k in names})
-    except TypeError:
-        return None
+    values = {}
+    for f in fields(cls):
+        if not f.metadata.get("json", True):
+            continue
+        if f.name not in d:
+            if f.default is MISSING and f.default_factory is MISSING:
+                return None     # step and time are required
+            continue
+        try:
+            v = _convert(str(f.type), d[f.name])
+        except ValueError:
+            return None
+        check = _EXTRA_CHECKS.get(f.name)
+        if check is not None and not check(v):
+            return None
+        values[f.name] = v
+    return cls(**values)

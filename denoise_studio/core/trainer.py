@@ -13,7 +13,6 @@ import math
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -29,6 +28,7 @@ from denoise_studio.core.events import (CheckpointEvent, EvalEvent, Event, Faile
                                         PreviewEvent, StartedEvent, StepEvent)
 from denoise_studio.core.metrics import psnr_batch
 from denoise_studio.core.network import build_network
+from denoise_studio.core.plan import TrainConfig  # noqa: F401  (re-exported: the settings live in plan)
 from denoise_studio.core.noise import make_noise
 from denoise_studio.core.runfolder import RunFolder
 from denoise_studio.core.spec import ArchitectureSpec
@@ -36,78 +36,22 @@ from denoise_studio.core.spec import ArchitectureSpec
 CHECKPOINT_FORMAT = "denoise-studio/checkpoint"
 
 
-@dataclass
-class TrainConfig:
-    data: str = "builtin"            # a folder of images, or builtin
-    steps: int = 1000
-    batch_size: int = 8              # global: split across torchrun processes (8 beat 16 per CPU-minute)
-    crop: int = 64
-    lr: float = 2e-3
-    optimizer: str = "adamw"         # adam or adamw
-    weight_decay: float = 0.0
-    warmup: int = 50                 # steps of linear warm-up, then cosine decay to 1% of lr
-    grad_clip: float = 1.0           # max gradient norm; 0 disables
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "auto"                # auto (bf16 on CUDA), off, bf16, fp16
-    channels_last: bool | None = None   # None: on for CUDA
-    compile: bool = False
-    noise: str = "gaussian"          # gaussian or ddpm
-    sigma: tuple = (5.0, 50.0)       # gaussian σ range, 0–255 scale
-    schedule: str = "linear"         # ddpm: linear or cosine
-    timesteps: int = 1000
-    time_limit: float | None = None  # seconds; ends cleanly, the LR schedule follows it
-    eval_every: int = 100
-    preview_every: int = 100
-    checkpoint_every: int = 200
-    grad_norm_every: int = 10
-    threads: int | None = None       # torch CPU threads (the GUI leaves itself a core)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["sigma"] = list(self.sigma)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if k == "sigma" else v) for k, v in d.items() if k in names})
-
-    def noise_dict(self) -> dict:
-        return {"noise": self.noise, "sigma": list(self.sigma), "schedule": self.schedule,
-                "timesteps": self.timesteps}
-
-    def problems(self, spec: ArchitectureSpec) -> list[str]:
-        out = []
-        factor = downsampling_factor(spec)
-        for name in ("steps", "batch_size", "crop", "eval_every", "preview_every", "checkpoint_every"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                out.append(f"{name} must be a positive integer.")
-        if isinstance(self.crop, int) and self.crop % factor:
-            out.append(f"crop {self.crop} is not a multiple of {factor} (the network downsamples "
-                       f"{int(math.log2(factor))} times); use {max(factor, self.crop // factor * factor)}.")
-        if not self.lr > 0:
-            out.append("lr must be positive.")
-        if self.noise not in ("gaussian", "ddpm"):
-            out.append(f"noise {self.noise!r} is unknown; use gaussian or ddpm.")
-        lo, hi = self.sigma
-        if not 0 <= lo <= hi <= 255:
-            out.append(f"sigma range {lo}-{hi} must satisfy 0 ≤ low ≤ high ≤ 255.")
-        if self.schedule not in ("linear", "cosine"):
-            out.append(f"schedule {self.schedule!r} is unknown; use linear or cosine.")
-        if self.optimizer not in ("adam", "adamw"):
-            out.append(f"optimizer {self.optimizer!r} is unknown; use adam or adamw.")
-        if self.amp not in ("auto", "off", "bf16", "fp16"):
-            out.append(f"amp {self.amp!r} is unknown; use auto, off, bf16 or fp16.")
-        return out
-
-
 class Control:
-    """Stop and pause flags, checked between steps (threading or multiprocessing Events)."""
+    """Stop and pause flags, checked between steps (threading or multiprocessing Events).
+
+    Whoever stops a run says why (`request_stop`): the trainer finishes the step in progress,
+    writes the last checkpoint and a `finished` event with that reason. A bare `stop.set()`
+    (the app's Stop button, across processes) reads as "stopped"."""
 
     def __init__(self, stop=None, pause=None):
         self.stop = stop if stop is not None else threading.Event()
         self.pause = pause if pause is not None else threading.Event()
+        self.reason: str | None = None
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        if self.reason is None:   # the first reason wins: a SIGTERM after Ctrl+C is still an interrupt
+            self.reason = reason
+        self.stop.set()
 
 
 def lr_at(config: TrainConfig, step: int, progress: float) -> float:
@@ -283,10 +227,15 @@ class Trainer:
         x, pred, rec = self._predict(self.preview_clean, self.preview_eps, level)
         self.model.train()
         hwc = lambda t: t[0].float().permute(1, 2, 0).cpu().numpy()  # noqa: E731
-        images = {"noisy": hwc(self.noise.display_noisy(x, level)), "noise": hwc(self.noise.added_noise(pred, level)),
-                  "reconstruction": hwc(rec.clamp(0, 1)), "clean": hwc(self.preview_clean),
-                  "true_noise": hwc(self.noise.display_noisy(x, level) - self.preview_clean)}
-        return PreviewEvent(**self._now(), psnr=float(psnr_batch(rec, self.preview_clean)[0]), images=images)
+        noisy = self.noise.display_noisy(x, level)
+        predicted, true = self.noise.added_noise(pred, level), noisy - self.preview_clean
+        images = {"noisy": hwc(noisy), "noise": hwc(predicted), "reconstruction": hwc(rec.clamp(0, 1)),
+                  "clean": hwc(self.preview_clean), "true_noise": hwc(true)}
+        psnr = float(psnr_batch(rec, self.preview_clean)[0])
+        stats = {"noise_std": 255 * float(predicted.float().std()), "true_noise_std": 255 * float(true.float().std()),
+                 "psnr": psnr, "noisy_psnr": float(psnr_batch(noisy, self.preview_clean)[0])}
+        return PreviewEvent(**self._now(), psnr=psnr, images=images,
+                            stats={k: v if math.isfinite(v) else None for k, v in stats.items()})
 
     def _save(self, which: str) -> None:
         if self.run_folder is None:
@@ -323,12 +272,17 @@ class Trainer:
 
     def _should_stop(self, deadline_hit: bool) -> bool:
         stop = self.control.stop.is_set() or deadline_hit
-        if self.world > 1:   # rank 0 decides for everyone, or ranks would wait on each other forever
+        if self.world > 1:   # all ranks stop together (a signal may reach only one), or they would hang
             import torch.distributed as dist
             flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
-            dist.broadcast(flag, src=0)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             stop = bool(flag.item())
         return stop
+
+    def _stop_reason(self, deadline_hit: bool) -> str:
+        if self.control.stop.is_set():
+            return self.control.reason or "stopped"
+        return "time" if deadline_hit else "terminated"   # another rank was signalled
 
     # --- the loop ---
     def run(self) -> FinishedEvent | FailedEvent:
@@ -342,15 +296,17 @@ class Trainer:
         cfg = self.config
         self.emit(StartedEvent(**self._now(), total_steps=cfg.steps, device=str(self.device),
                                params=sum(p.numel() for p in self.model.parameters()), world_size=self.world,
-                               resumed_from=self.resumed_from, skipped=self.images.skipped or None))
+                               resumed_from=self.resumed_from, skipped=self.images.skipped or None,
+                               time_limit=cfg.time_limit))
         start = time.perf_counter()
         last_t = start
         reason = "steps"
         try:
             while self.step < cfg.steps:
                 elapsed = time.perf_counter() - start
-                if self._should_stop(bool(cfg.time_limit) and elapsed >= cfg.time_limit):
-                    reason = "stopped" if self.control.stop.is_set() else "time"
+                deadline = bool(cfg.time_limit) and elapsed >= cfg.time_limit
+                if self._should_stop(deadline):
+                    reason = self._stop_reason(deadline)
                     break
                 while self.control.pause.is_set() and not self.control.stop.is_set():
                     time.sleep(0.05)
@@ -413,15 +369,24 @@ class Trainer:
         except Exception as e:   # a data or device fault: end the run cleanly, never take the caller down
             return self._fail(f"training failed at step {self.step + 1}: {type(e).__name__}: "
                               f"{str(e).splitlines()[0][:300] if str(e) else ''}")
+        except KeyboardInterrupt:   # a second Ctrl+C: abort now, but still leave a terminal event
+            self._fail(f"aborted at step {self.step} by a second interrupt; the last checkpoint is kept.")
+            raise
         try:
-            if self.step and (not self.eval_history or self.eval_history[-1][0] != self.step):
-                self._eval_and_keep_best()
-            if self.step and self.rank == 0 and self.step % cfg.preview_every:
-                self.emit(self.preview())
-            self._save("last")
+            if reason in ("steps", "time"):   # a stop request wants the checkpoint, not more work first
+                if self.step and (not self.eval_history or self.eval_history[-1][0] != self.step):
+                    self._eval_and_keep_best()
+                if self.step and self.rank == 0 and self.step % cfg.preview_every:
+                    self.emit(self.preview())
+            if self.step and self.step != getattr(self, "resumed_from", None):
+                self._save("last")
         except OSError as e:
             return self._fail(f"could not write the final checkpoint: {e.strerror or e}; free some space. "
                               "The previous checkpoint is intact.")
+        except KeyboardInterrupt:
+            self._fail(f"aborted at step {self.step} by a second interrupt while saving; the previous "
+                       "checkpoint is intact.")
+            raise
         done = FinishedEvent(**self._now(), reason=reason)
         self.emit(done)
         self._close()

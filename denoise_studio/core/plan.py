@@ -1,0 +1,193 @@
+"""The training plan: one definition of what a run does, used by the CLI and the app alike.
+
+- `TrainConfig`: every setting with its default, and the one validating constructor
+  (`from_dict`) through which settings from a user, a file or a checkpoint enter.
+- `round_crop`: crops snap down to the network's downsampling factor.
+- `cadences`: how often to evaluate, preview and checkpoint for a run of N steps.
+- `new_run_dir`: a timestamped run folder under the runs folder.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from denoise_studio.core.errors import DenoiseError
+from denoise_studio.core.limits import cap
+
+DEFAULT_STEPS = 2000   # a few CPU-minutes for the presets: enough to see a network learn
+
+
+class ConfigError(DenoiseError):
+    """A training setting of the wrong type or out of range."""
+
+
+@dataclass
+class TrainConfig:
+    data: str = "builtin"            # a folder of images, or builtin
+    steps: int = DEFAULT_STEPS       # the run's total; a resume continues up to it
+    batch_size: int = 8              # global: split across torchrun processes (8 beat 16 per CPU-minute)
+    crop: int = 64
+    lr: float = 2e-3
+    optimizer: str = "adamw"         # adam or adamw
+    weight_decay: float = 0.0
+    warmup: int = 50                 # steps of linear warm-up, then cosine decay to 1% of lr
+    grad_clip: float = 1.0           # max gradient norm; 0 disables
+    seed: int = 0
+    device: str = "auto"
+    amp: str = "auto"                # auto (bf16 on CUDA), off, bf16, fp16
+    channels_last: bool | None = None   # None: on for CUDA
+    compile: bool = False
+    noise: str = "gaussian"          # gaussian or ddpm
+    sigma: tuple = (5.0, 50.0)       # gaussian σ range, 0–255 scale
+    schedule: str = "linear"         # ddpm: linear or cosine
+    timesteps: int = 1000
+    time_limit: float | None = None  # seconds; ends cleanly, the LR schedule follows it
+    eval_every: int = 100
+    preview_every: int = 100
+    checkpoint_every: int = 200
+    grad_norm_every: int = 10
+    threads: int | None = None       # torch CPU threads (the GUI leaves itself a core)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["sigma"] = list(self.sigma)
+        return d
+
+    @classmethod
+    def from_dict(cls, d, source: str = "settings", required: tuple = ()) -> TrainConfig:
+        """The one way settings become a TrainConfig: every field's type and range is checked and a
+        bad one is refused naming the field and the fix. Unknown keys are ignored; a missing key
+        takes its default unless it is in `required`."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source} must be an object of settings, not a {type(d).__name__}.")
+        missing = [k for k in required if k not in d]
+        if missing:
+            raise ConfigError(f"{source} lacks {', '.join(missing)}; it cannot be used without guessing.")
+        values = {}
+        for f in fields(cls):
+            if f.name in d:
+                values[f.name] = _check_field(f.name, d[f.name], source)
+        return cls(**values)
+
+    def validate(self) -> TrainConfig:
+        """Check settings built in code or from arguments; returns a normalised copy."""
+        return TrainConfig.from_dict(self.to_dict())
+
+    def noise_dict(self) -> dict:
+        return {"noise": self.noise, "sigma": list(self.sigma), "schedule": self.schedule,
+                "timesteps": self.timesteps}
+
+    def problems(self, spec) -> list[str]:
+        """Everything wrong with these settings for `spec`, one sentence each."""
+        out = []
+        for f in fields(self):
+            try:
+                _check_field(f.name, getattr(self, f.name), "")
+            except ConfigError as e:
+                out.append(str(e))
+        if not out:
+            factor = _factor(spec)
+            if self.crop % factor:
+                out.append(f"crop {self.crop} is not a multiple of {factor} (the network downsamples "
+                           f"{int(math.log2(factor))} times); use {round_crop(self.crop, spec)}.")
+        return out
+
+
+# Keys a resume needs from config.json: without them the run could not continue as it was.
+RESUME_REQUIRED = ("data", "steps", "batch_size", "crop", "lr", "seed", "noise", "sigma", "schedule", "timesteps")
+
+_CHOICES = {"optimizer": ("adam", "adamw"), "amp": ("auto", "off", "bf16", "fp16"),
+            "noise": ("gaussian", "ddpm"), "schedule": ("linear", "cosine")}
+# name -> (lowest, highest or a cap name, example)
+_INTS = {"steps": (1, "STEPS", 2000), "batch_size": (1, "BATCH", 8), "crop": (1, "CROP", 64),
+         "warmup": (0, "STEPS", 50), "seed": (0, 2**63 - 1, 0), "timesteps": (2, "TIMESTEPS", 1000),
+         "eval_every": (1, "STEPS", 100), "preview_every": (1, "STEPS", 100),
+         "checkpoint_every": (1, "STEPS", 200), "grad_norm_every": (1, "STEPS", 10), "threads": (1, "THREADS", 2)}
+_FLOATS = {"lr": (False, 10.0, 0.002), "weight_decay": (True, 10.0, 0.0), "grad_clip": (True, 1e6, 1.0),
+           "time_limit": (False, 10 * 365 * 86400, 600)}   # (zero allowed, highest, example)
+_OPTIONAL = {"channels_last", "threads", "time_limit"}
+
+
+def _check_field(name: str, v, source: str):
+    """v, normalised, or ConfigError naming the field, the value and the fix."""
+    where = f"{source}: " if source else ""
+    shown = repr(v) if not isinstance(v, str) or len(v) < 60 else repr(v[:60] + "…")
+    if v is None and name in _OPTIONAL:
+        return None
+    if name in _INTS:
+        lo, hi, example = _INTS[name]
+        hi = cap(hi) if isinstance(hi, str) else hi
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise ConfigError(f"{where}{name} is {shown}; it must be a whole number from {lo:,} to {hi:,} "
+                              f"(e.g. {example}).")
+        return v
+    if name in _FLOATS:
+        zero_ok, hi, example = _FLOATS[name]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and \
+            (v >= 0 if zero_ok else v > 0) and v <= hi
+        if not ok:
+            lowest = "at least 0" if zero_ok else "above 0"
+            raise ConfigError(f"{where}{name} is {shown}; it must be a number {lowest} and at most {hi:g} "
+                              f"(e.g. {example}).")
+        return float(v)
+    if name in _CHOICES:
+        if v not in _CHOICES[name]:
+            raise ConfigError(f"{where}{name} is {shown}; use one of {', '.join(_CHOICES[name])}.")
+        return v
+    if name in ("channels_last", "compile"):
+        if not isinstance(v, bool):
+            raise ConfigError(f"{where}{name} is {shown}; it must be true or false.")
+        return v
+    if name in ("data", "device"):
+        if not isinstance(v, str) or not v or "\0" in v:
+            raise ConfigError(f"{where}{name} is {shown}; it must be a non-empty string "
+                              f"(e.g. {'builtin' if name == 'data' else 'auto'}).")
+        return v
+    if name == "sigma":
+        ok = isinstance(v, (list, tuple)) and len(v) == 2 and all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v) \
+            and 0 <= v[0] <= v[1] <= 255
+        if not ok:
+            raise ConfigError(f"{where}sigma is {shown}; it must be a [low, high] pair with 0 ≤ low ≤ high ≤ 255 "
+                              "(e.g. [5, 50]).")
+        return (float(v[0]), float(v[1]))
+    return v
+
+
+def _factor(spec) -> int:
+    from denoise_studio.core.analysis import downsampling_factor
+    return downsampling_factor(spec)
+
+
+def round_crop(crop: int, spec) -> int:
+    """The largest multiple of the network's downsampling factor not above crop (at least one factor)."""
+    factor = _factor(spec)
+    return max(factor, crop // factor * factor)
+
+
+def cadences(steps: int) -> dict:
+    """Evaluation, preview and checkpoint intervals for a run of `steps`: about 20 evaluations,
+    40 previews and 10 checkpoints, within bounds that keep short runs informative and long
+    runs cheap."""
+    return {"eval_every": max(10, min(100, steps // 20)),
+            "preview_every": max(10, min(50, steps // 40)),
+            "checkpoint_every": max(50, min(500, steps // 10))}
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("DENOISE_STUDIO_RUNS") or Path.home() / "DenoiseStudio" / "runs")
+
+
+def new_run_dir(spec_name: str, runs_dir: Path | None = None) -> Path:
+    """A new folder name under the runs folder: the network's name and the local time."""
+    runs_dir = Path(runs_dir) if runs_dir is not None else default_runs_dir()
+    name = "".join(c if c.isalnum() or c in "-_" else "-" for c in spec_name)[:60] or "run"
+    run_dir = runs_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 1
+    while run_dir.exists():
+        run_dir = run_dir.with_name(f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{n}")
+        n += 1
+    return run_dir
