@@ -62,7 +62,10 @@ class RunFolder:
                 if sub.exists() and not sub.is_dir():
                     raise DenoiseError(f"{sub} is a file where the run keeps its {sub.name}; move it away or "
                                        "choose another folder.")
-                sub.mkdir(exist_ok=True)
+            for sub in (run.checkpoints, run.previews):
+                if not sub.exists():
+                    sub.mkdir()
+                    made.append(sub)
             spec.save(run.spec_path)
             atomic_write_text(run.config_path, json.dumps(config, indent=2) + "\n")
         except BaseException as e:
@@ -214,9 +217,12 @@ def _make_dirs(path: Path) -> list[Path]:
 
 
 def _undo(path: Path, made: list[Path], lock_existed: bool) -> None:
-    if made:
+    if made and made[0] in (path, *path.parents):
         shutil.rmtree(made[0], ignore_errors=True)
-    elif not lock_existed:
+        return
+    for d in made:   # subfolders made inside a folder that was there before
+        shutil.rmtree(d, ignore_errors=True)
+    if not lock_existed:
         try:
             (path / LOCK_NAME).unlink()
         except OSError:
