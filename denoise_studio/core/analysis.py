@@ -6,7 +6,9 @@ the spec at once: each names the block, says what is wrong and how to fix it, an
 carry a machine-applicable patch (the GUI's one-click fix).
 
 Parameters come from building each block's module on the meta device (no memory, exact
-count); FLOPs count 2 × multiply-adds of every conv, linear and attention product.
+count); FLOPs count 2 × multiply-adds of every conv, linear and attention product. A block
+is built only once every field has passed its type and range check (channels, kernel and
+image size are capped, core/limits.py), so no value from a document reaches torch unchecked.
 """
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ import torch
 from torch import nn
 
 from denoise_studio.core import modules
-from denoise_studio.core.blocks import (ACTIVATION_MIN, BLOCK_TYPES, BlockContext, divisor_at_most,
-                                        parse_norm)
+from denoise_studio.core.blocks import (ACTIVATION_MIN, BLOCK_TYPES, BlockContext, block_type_name,
+                                        divisor_at_most, parse_norm, show)
+from denoise_studio.core.limits import cap
 from denoise_studio.core.spec import CONDITIONING, ArchitectureSpec
 
 
@@ -80,7 +83,13 @@ class Analysis:
         return not self.errors
 
     def issues_for(self, index: int) -> list[Issue]:
-        return [i for i in self.issues if i.block == index]
+        # indexed, so a report over thousands of blocks stays linear
+        if getattr(self, "_index_len", None) != len(self.issues):
+            self._index: dict = {}
+            for issue in self.issues:
+                self._index.setdefault(issue.block, []).append(issue)
+            self._index_len = len(self.issues)
+        return list(self._index.get(index, ()))
 
     def to_dict(self) -> dict:
         rf_global = math.isinf(self.receptive_field)
@@ -132,22 +141,27 @@ def _check_top(spec: ArchitectureSpec) -> list[Issue]:
     def err(message, fix, patch=None):
         issues.append(Issue("error", None, message, fix, patch))
 
+    for key in ("name", "description"):
+        value = spec.not_text.get(key, getattr(spec, key))
+        if key in spec.not_text or not isinstance(value, str):
+            err(f'"{key}" is {show(value)}; it must be a string.', f'set "{key}" to a text.',
+                {"set_top": {key: str(getattr(spec, key))}})
     c = spec.in_channels
     if not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= 64:
-        err(f'"in_channels" is {c!r}; it must be an integer from 1 to 64 (3 for RGB, 1 for grey).',
+        err(f'"in_channels" is {show(c)}; it must be an integer from 1 to 64 (3 for RGB, 1 for grey).',
             "set it to 3.", {"set_top": {"in_channels": 3}})
-    if spec.predict != "noise":
-        err(f'"predict" is {spec.predict!r}; this version predicts the added noise only.',
+    if not (isinstance(spec.predict, str) and spec.predict == "noise"):
+        err(f'"predict" is {show(spec.predict)}; this version predicts the added noise only.',
             'set "predict" to "noise".', {"set_top": {"predict": "noise"}})
-    if spec.conditioning not in CONDITIONING:
-        err(f'"conditioning" is {spec.conditioning!r}; it must be one of {", ".join(CONDITIONING)}.',
+    if not (isinstance(spec.conditioning, str) and spec.conditioning in CONDITIONING):
+        err(f'"conditioning" is {show(spec.conditioning)}; it must be one of {", ".join(CONDITIONING)}.',
             'set it to "none".', {"set_top": {"conditioning": "none"}})
     e = spec.embedding_dim
     if not isinstance(e, int) or isinstance(e, bool) or e < 2 or e % 2 or e > 2048:
-        err(f'"embedding_dim" is {e!r}; it must be an even integer from 2 to 2048.',
+        err(f'"embedding_dim" is {show(e)}; it must be an even integer from 2 to 2048.',
             "set it to 32.", {"set_top": {"embedding_dim": 32}})
     for key in spec.unknown:
-        err(f'unknown top-level field "{key}".', "remove it.", None)
+        err(f"unknown top-level field {show(key)}.", "remove it.", None)
     if not spec.blocks:
         err("the network has no blocks.", "add blocks, ending in a conv block with out_channels = in_channels.")
     return issues
@@ -177,12 +191,12 @@ def _check_head(spec, reports, size) -> list[Issue]:
     issues = []
     last = len(spec.blocks) - 1
     b = spec.blocks[last]
-    bt = BLOCK_TYPES.get(b.get("type"))
+    bt = BLOCK_TYPES.get(block_type_name(b))
     out = reports[-1].output_shape
     c = spec.in_channels if isinstance(spec.in_channels, int) else 3
     head_fix = {"block": last, "set": {"norm": "none", "act": "none"}}
     if out[0] != c:
-        if bt is not None and any(p.name == "out_channels" for p in bt.params) and b.get("type") != "merge":
+        if bt is not None and any(p.name == "out_channels" for p in bt.params):
             patch = {"block": last, "set": {"out_channels": c}}
         else:
             patch = {"block": last + 1, "insert": {"type": "conv", "out_channels": c, "kernel": 3,
@@ -194,7 +208,9 @@ def _check_head(spec, reports, size) -> list[Issue]:
         issues.append(Issue("error", last, f"the network outputs {out[1]}×{out[2]} from a {size}×{size} input; "
                                            "predicted noise must have the input's size.",
                             "use as many upsamplings as downsamplings."))
-    act = b.get("act", "silu") if b.get("type") in ("conv", "residual") else "none"
+    if bt is None or any(p.level == "error" for p in bt.check_fields(b)):
+        return issues   # the head's own fields are wrong (reported): its activation and norm mean nothing yet
+    act = b.get("act", "silu") if bt is not None and bt.name in ("conv", "residual") else "none"
     low = ACTIVATION_MIN.get(act)
     if act in ("relu", "silu", "gelu", "mish"):
         issues.append(Issue("error", last, f"the output head ends in {act}, which cannot go below {low}: "
@@ -204,7 +220,7 @@ def _check_head(spec, reports, size) -> list[Issue]:
         issues.append(Issue("warning", last, "the output head ends in tanh, bounded to [-1, 1]: noise "
                                              "beyond ±1 (σ above ~100/255) is clipped.",
                             "remove the head's activation (act none).", head_fix))
-    norm = b.get("norm", "group:8") if b.get("type") == "conv" else "none"
+    norm = b.get("norm", "group:8") if bt is not None and bt.name == "conv" else "none"
     if norm != "none" and not any(i.block == last and "GroupNorm" in i.message for i in issues):
         try:
             ok = parse_norm(norm) is None or c % parse_norm(norm) == 0
@@ -231,11 +247,11 @@ def analyze(spec: ArchitectureSpec, size: int = 64) -> Analysis:
     rf, jump = 1.0, 1.0
     n_down = n_residual = 0
     for i, b in enumerate(spec.blocks):
-        bt = BLOCK_TYPES.get(b.get("type"))
+        bt = BLOCK_TYPES.get(block_type_name(b))
         if bt is None:
-            result.issues.append(Issue("error", i, f"unknown block type {b.get('type')!r}.",
+            result.issues.append(Issue("error", i, f"unknown block type {show(b.get('type'))}.",
                                        f"use one of: {', '.join(BLOCK_TYPES)}."))
-            result.blocks.append(BlockReport(i, str(b.get("type")), shape, shape, receptive_field=rf))
+            result.blocks.append(BlockReport(i, show(b.get("type"), 20), shape, shape, receptive_field=rf))
             continue
         ctx = BlockContext(in_shape=shape, saved=saved, emb_dim=emb)
         own = [Issue(p.level, i, p.message, p.fix, {"block": i, **p.patch} if p.patch else None)
@@ -247,29 +263,29 @@ def analyze(spec: ArchitectureSpec, size: int = 64) -> Analysis:
             own += _check_norm(bt, b, ctx, i, is_head=(i == len(spec.blocks) - 1))
         bid = b.get("id")
         if isinstance(bid, str) and bid in saved:
-            own.append(Issue("error", i, f'id "{bid}" is already used by an earlier block.',
+            own.append(Issue("error", i, f"id {show(bid)} is already used by an earlier block.",
                              "give each block a unique id.", {"block": i, "set": {"id": f"{bid}_{i}"}}))
+        out = tuple(bt.out_shape(b, ctx)) if fields_ok else shape
+        out_issues, carry = _check_out_shape(out, shape, i)
+        own += out_issues
         ok = not any(x.level == "error" for x in own)
-        out = bt.out_shape(b, ctx) if fields_ok else shape
-        report = BlockReport(i, bt.name, shape, tuple(out))
-        if out[1] < 1 or out[2] < 1:
-            own.append(Issue("error", i, f"the image has shrunk to {out[1]}×{out[2]}.",
-                             "remove a downsampling, or choose a larger input size."))
-            ok = False
+        report = BlockReport(i, bt.name, shape, out)
         if ok:
             cls, kwargs = bt.constructor(b, ctx)
             with torch.device("meta"):
                 module = cls(**kwargs)
             report.params = count_params(module)
             report.flops = block_flops(module, out[1:])
-        rf, jump = bt.receptive(b, rf, jump, ctx)
+        if fields_ok:
+            rf, jump = bt.receptive(b, rf, jump, ctx)
         report.receptive_field = rf
+        result.issues += own
+        out = report.output_shape = carry
         report.activation_bytes = 4 * math.prod(out)
         result.blocks.append(report)
-        result.issues += own
         if isinstance(bid, str) and bid:
-            saved[bid] = (tuple(out), rf, jump)
-        shape = tuple(out)
+            saved[bid] = (out, rf, jump)
+        shape = out
         n_down += bt.name == "down"
         n_residual += bt.name == "residual"
     if spec.blocks:
@@ -291,9 +307,41 @@ def analyze(spec: ArchitectureSpec, size: int = 64) -> Analysis:
         result.total_params += count_params(embedding)
         result.total_flops += block_flops(embedding, (1, 1))
     result.total_flops += sum(b.flops or 0 for b in result.blocks)
+    if result.total_params > cap("PARAMS"):
+        result.issues.append(Issue("error", None, f"the network has {result.total_params:,} parameters, over the "
+                                                  f"limit of {cap('PARAMS'):,}.",
+                                   "use fewer channels, smaller kernels or fewer blocks (or raise the limit with "
+                                   "DENOISE_STUDIO_MAX_PARAMS=N)."))
     result.activation_bytes = sum(b.activation_bytes for b in result.blocks)
     result.receptive_field = rf
     return result
+
+
+def _check_out_shape(out, shape, index) -> tuple[list[Issue], tuple]:
+    """Sizes a block may produce: at least 1×1, channels and pixels within their caps. Returns the
+    problems and the shape to carry on with (the input's, past a cap, so numbers stay bounded)."""
+    c, h, w = out
+    if h < 1 or w < 1:
+        return [Issue("error", index, f"the image has shrunk to {h}×{w}.",
+                      "remove a downsampling, or choose a larger input size.")], out
+    if c > cap("CHANNELS"):
+        return [Issue("error", index, f"this point of the network has {c:,} channels, over the limit of "
+                                      f"{cap('CHANNELS'):,}.",
+                      "use fewer channels, or merge with add instead of concat (or raise the limit with "
+                      "DENOISE_STUDIO_MAX_CHANNELS=N).")], shape
+    if h * w > cap("IMAGE_PIXELS"):
+        return [Issue("error", index, f"the image has grown to {h:,}×{w:,} pixels, over the limit of "
+                                      f"{cap('IMAGE_PIXELS'):,}.",
+                      "use as many upsamplings as downsamplings, or a smaller input size.")], shape
+    return [], out
+
+
+def peak_inference_bytes(spec: ArchitectureSpec, analysis: Analysis) -> int:
+    """What running the network on one analysis.size² input needs, roughly: fp32 weights, the
+    skips kept for merges, and a block's input, output and one intermediate at the largest block."""
+    kept = sum(r.activation_bytes for r, b in zip(analysis.blocks, spec.blocks) if isinstance(b.get("id"), str))
+    largest = max((r.activation_bytes for r in analysis.blocks), default=0)
+    return 4 * analysis.total_params + kept + 3 * largest
 
 
 def downsampling_factor(spec: ArchitectureSpec) -> int:

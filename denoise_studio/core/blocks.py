@@ -6,10 +6,12 @@ editor, validation and the code generator all read from this registry.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from denoise_studio.core import modules
+from denoise_studio.core.limits import cap
 
 ACTIVATIONS = ("relu", "silu", "gelu", "leaky_relu", "mish", "tanh", "none")
 NORMS = ("group:8", "batch", "instance", "layer", "none")  # group:N takes any N
@@ -42,6 +44,29 @@ class BlockContext:
     in_shape: tuple[int, int, int]      # (C, H, W) entering the block
     saved: dict = field(default_factory=dict)   # id -> (shape, receptive field, jump)
     emb_dim: int = 0                    # timestep embedding width given to residual blocks
+
+
+def show(value, limit: int = 40) -> str:
+    """A user's value inside a message: one short line, whatever JSON it is (a 400-digit
+    integer, an 800-deep list, a string of control characters)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -10**15 < value < 10**15:
+        try:
+            return f"a {len(str(abs(value)))}-digit integer"
+        except ValueError:   # over Python's int-to-str digit limit
+            return "an integer of thousands of digits"
+    try:
+        text = json.dumps(value, ensure_ascii=False) if isinstance(value, str) else repr(value)
+    except (RecursionError, ValueError):
+        return f"a deeply nested {type(value).__name__}"
+    # one line, whatever the value holds: newlines, NUL, U+2028 and every other non-printable escaped
+    text = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in text)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def block_type_name(block: dict) -> str | None:
+    """The block's "type" when it is a registered name, else None (it may be any JSON value)."""
+    t = block.get("type")
+    return t if isinstance(t, str) and t in BLOCK_TYPES else None
 
 
 def parse_norm(norm) -> int | None:
@@ -93,7 +118,8 @@ class BlockType:
         return None
 
     def check_fields(self, b: dict) -> list[Problem]:
-        """Types and choices of every field; unknown fields."""
+        """Type, range and choice of every field, and unknown fields: every value a JSON document can
+        hold gives a Problem here, so nothing later (shapes, modules) ever sees a wrong type."""
         problems = []
         known = {p.name: p for p in self.params}
         for key in b:
@@ -101,11 +127,11 @@ class BlockType:
                 continue
             if key not in known:
                 problems.append(Problem(
-                    f'unknown field "{key}" for a {self.name} block.',
+                    f"unknown field {show(key)} for a {self.name} block.",
                     f"remove it; valid fields are: {', '.join(['id', *known])}.", {"set": {key: None}}))
         if "id" in b and (not isinstance(b["id"], str) or not b["id"]):
-            problems.append(Problem('"id" must be a non-empty string.', 'name it, e.g. "enc1".',
-                                    {"set": {"id": None}}))
+            problems.append(Problem(f'"id" is {show(b["id"])}; it must be a non-empty string.',
+                                    'name it, e.g. "enc1".', {"set": {"id": None}}))
         for p in self.params:
             v = b.get(p.name, p.default)
             if v is None:
@@ -113,31 +139,40 @@ class BlockType:
                     problems.append(Problem(f'"{p.name}" is required.', f'set "{p.name}".',
                                             {"set": {p.name: p.default}} if p.default is not None else None))
                 continue
-            bad = None
-            if p.kind in ("int", "kernel"):
-                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                    bad = "a positive integer"
-                elif p.kind == "kernel" and v % 2 == 0:
-                    bad = "an odd kernel size (same padding needs one)"
-                elif v > 4096:
-                    bad = "at most 4096"
-            elif p.kind == "bool" and not isinstance(v, bool):
-                bad = "true or false"
-            elif p.kind in ("choice", "act") and v not in (p.choices or ACTIVATIONS):
-                bad = "one of " + ", ".join(p.choices or ACTIVATIONS)
-            elif p.kind == "norm":
-                try:
-                    parse_norm(v)
-                except ValueError:
-                    bad = "group:N (N ≥ 1), batch, instance, layer or none"
-            elif p.kind == "source" and not isinstance(v, str):
-                bad = "the id of an earlier block"
+            bad = _field_problem(p, v)
             if bad:
-                fixed = p.default if p.default is not None else None
-                problems.append(Problem(f'"{p.name}" is {v!r}; it must be {bad}.',
+                fixed = p.default
+                problems.append(Problem(f'"{p.name}" is {show(v)}; it must be {bad}.',
                                         f'set "{p.name}" to {fixed!r}.' if fixed is not None else f'fix "{p.name}".',
                                         {"set": {p.name: fixed}}))
         return problems
+
+
+def _field_problem(p: Param, v) -> str | None:
+    """What `v` must be instead, or None when it is a valid value for `p`."""
+    if p.kind in ("int", "kernel"):
+        limit_name = "KERNEL" if p.kind == "kernel" else "CHANNELS"
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            return "a positive integer"
+        if p.kind == "kernel" and v % 2 == 0:
+            return "an odd kernel size (same padding needs one)"
+        if v > cap(limit_name):
+            return f"at most {cap(limit_name):,} (the limit is raised with DENOISE_STUDIO_MAX_{limit_name}=N)"
+        return None
+    if p.kind == "bool":
+        return None if isinstance(v, bool) else "true or false"
+    if p.kind in ("choice", "act"):
+        choices = p.choices or ACTIVATIONS
+        return None if isinstance(v, str) and v in choices else "one of " + ", ".join(choices)
+    if p.kind == "norm":
+        try:
+            parse_norm(v)
+        except ValueError:
+            return "group:N (N ≥ 1), batch, instance, layer or none"
+        return None
+    if p.kind == "source":
+        return None if isinstance(v, str) and v else "the id of an earlier block"
+    return None
 
 
 BLOCK_TYPES: dict[str, BlockType] = {}
@@ -152,7 +187,7 @@ def block_type(name) -> BlockType:
     try:
         return BLOCK_TYPES[name]
     except (KeyError, TypeError):
-        raise KeyError(f"unknown block type {name!r}; valid types are: {', '.join(BLOCK_TYPES)}") from None
+        raise KeyError(f"unknown block type {show(name)}; valid types are: {', '.join(BLOCK_TYPES)}") from None
 
 
 def _out_channels(bt: BlockType, b: dict, ctx: BlockContext) -> int:
@@ -336,18 +371,19 @@ class MergeBlockType(BlockType):
             return []  # check_fields reported it
         src = self._source(b, ctx)
         if src is None:
-            known = ", ".join(ctx.saved) or "none yet"
-            return [Problem(f'merges "{source}", but no earlier block has that id (earlier ids: {known}).',
+            ids = [show(k) for k in list(ctx.saved)[:8]]
+            known = (", ".join(ids) + (f", … ({len(ctx.saved)} in all)" if len(ctx.saved) > 8 else "")) or "none yet"
+            return [Problem(f"merges {show(source)}, but no earlier block has that id (earlier ids: {known}).",
                             'give the encoder block an "id" and name it in "from".')]
         (sc, sh, sw), c = src[0], ctx.in_shape[0]
         problems = []
         if (sh, sw) != ctx.in_shape[1:]:
-            problems.append(Problem(f'skip "{source}" is {sh}×{sw} but this point of the network is '
+            problems.append(Problem(f"skip {show(source)} is {sh}×{sw} but this point of the network is "
                                     f"{ctx.in_shape[1]}×{ctx.in_shape[2]}.",
                                     "merge after as many upsamplings as there were downsamplings since "
-                                    f'"{source}".'))
+                                    f"{show(source)}."))
         if self.get(b, "mode") == "add" and sc != c:
-            problems.append(Problem(f'add needs equal channels: skip "{source}" has {sc}, this point has {c}.',
+            problems.append(Problem(f"add needs equal channels: skip {show(source)} has {sc}, this point has {c}.",
                                     'use mode "concat", or match the channels.', {"set": {"mode": "concat"}}))
         return problems
 

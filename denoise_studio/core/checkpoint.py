@@ -1,22 +1,42 @@
 """Checkpoints: one safetensors file holding the weights (and optimizer state) with the
 metadata as JSON in its header: spec, config, step, history. Written atomically; never
-unpickled, so a checkpoint from a stranger cannot run code."""
+unpickled, so a checkpoint from a stranger cannot run code.
+
+Loading trusts nothing in the file: it is read only if it is a regular file under the size cap,
+its header is sized and parsed before any tensor, the metadata passes one schema
+(`validate_meta`), the stored spec passes validation, and every tensor's name, dtype and shape
+is checked against what the spec implies (built on the meta device) before any tensor is read.
+"""
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 
 import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from denoise_studio.core.errors import CheckpointError
-from denoise_studio.core.fileio import atomic_write_bytes
+from denoise_studio.core.analysis import analyze
+from denoise_studio.core.errors import CheckpointError, DenoiseError
+from denoise_studio.core.fileio import atomic_write_bytes, read_regular
+from denoise_studio.core.limits import cap
+from denoise_studio.core.network import build_network
 from denoise_studio.core.presets import PRETRAINED, pretrained_path
-from denoise_studio.core.spec import spec_from_dict
+from denoise_studio.core.spec import ArchitectureSpec, spec_from_dict
 
 META_KEY = "denoise_studio"
+FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}   # safetensors names
+ST_DTYPE = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
+            torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8", torch.uint8: "U8",
+            torch.bool: "BOOL"}
+OPTIM_KEY = re.compile(r"optim\.(\d{1,9})\.([A-Za-z_][A-Za-z0-9_]*)")
+SCALAR_KEY = re.compile(r"(\d{1,9})\.([A-Za-z_][A-Za-z0-9_]*)")
+NOISE_KEYS = {"gaussian": {"noise", "sigma"}, "ddpm": {"noise", "schedule", "timesteps"}}
+SCHEDULES = ("linear", "cosine")
 
 
 def _looks_pickled(data: bytes) -> bool:
@@ -30,13 +50,14 @@ def _looks_pickled(data: bytes) -> bool:
 @dataclass
 class Checkpoint:
     path: Path
-    meta: dict                      # spec, config, step, history, optimizer param_groups
+    meta: dict                      # spec, config, step, history, optimizer param_groups (validated)
     model_state: dict
     optimizer_state: dict | None
+    spec: ArchitectureSpec | None = None   # the stored spec, validated
 
-    @property
-    def spec(self):
-        return spec_from_dict(self.meta["spec"], f"{self.path} (spec)")
+    def __post_init__(self):
+        if self.spec is None:
+            self.spec = spec_from_dict(self.meta["spec"], f"{self.path} (spec)")
 
     @property
     def step(self) -> int:
@@ -65,27 +86,162 @@ def save_checkpoint(path, model: torch.nn.Module, meta: dict, optimizer=None) ->
     atomic_write_bytes(path, data)
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def validate_meta(meta, path) -> dict:
+    """The one schema of a checkpoint's metadata: returns it, or raises a CheckpointError naming the
+    first field that does not fit (so nothing later indexes a list as a dict or an int as a str)."""
+    if not isinstance(meta, dict) or "spec" not in meta:
+        raise CheckpointError(f"{path} is a safetensors file but not a Denoise Studio checkpoint (no spec in it).")
+
+    def bad(field: str, want: str):
+        raise CheckpointError(f"{path}: its metadata field {field} is not {want}; the file was damaged or made "
+                              "by something other than Denoise Studio.")
+
+    if not isinstance(meta["spec"], dict):
+        bad("spec", "an architecture spec object")
+    if "step" in meta and not (_is_int(meta["step"]) and meta["step"] >= 0):
+        bad("step", "a non-negative integer")
+    for key in ("config", "history"):
+        if key in meta and not isinstance(meta[key], dict):
+            bad(key, "an object")
+    if not isinstance(meta.get("history", {}).get("eval", []), list):
+        bad("history.eval", "a list")
+    if meta.get("best_psnr") is not None and not _is_number(meta["best_psnr"]):
+        bad("best_psnr", "a number")
+    if "noise" in meta:
+        _validate_noise(meta["noise"], bad)
+    if meta.get("optimizer") is not None:
+        opt = meta["optimizer"]
+        if not isinstance(opt, dict):
+            bad("optimizer", "an object")
+        groups = opt.get("param_groups")
+        if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                                                   and all(_is_int(i) for i in g["params"]) for g in groups):
+            bad("optimizer.param_groups", "a list of parameter groups")
+        scalars = opt.get("scalars", {})
+        if not isinstance(scalars, dict) or not all(SCALAR_KEY.fullmatch(k) for k in scalars):
+            bad("optimizer.scalars", "an object of <parameter>.<name> entries")
+        if set(opt) - {"param_groups", "scalars"}:
+            bad("optimizer", "an object of param_groups and scalars only")
+    return meta
+
+
+def _validate_noise(noise, bad) -> None:
+    if not isinstance(noise, dict) or noise.get("noise", "gaussian") not in NOISE_KEYS:
+        bad("noise", f"an object whose noise is one of {', '.join(NOISE_KEYS)}")
+    kind = noise.get("noise", "gaussian")
+    if set(noise) - NOISE_KEYS[kind]:
+        bad("noise", f"{kind} noise settings ({', '.join(sorted(NOISE_KEYS[kind]))})")
+    if kind == "gaussian" and "sigma" in noise:
+        sigma = noise["sigma"]
+        if not (isinstance(sigma, list) and len(sigma) == 2 and all(_is_number(v) and 0 <= v <= 255 for v in sigma)
+                and sigma[0] <= sigma[1]):
+            bad("noise.sigma", "two numbers from 0 to 255, the lower first")
+    if kind == "ddpm":
+        if noise.get("schedule", "linear") not in SCHEDULES:
+            bad("noise.schedule", f"one of {', '.join(SCHEDULES)}")
+        t = noise.get("timesteps", 1000)
+        if not (_is_int(t) and 1 <= t <= cap("TIMESTEPS")):
+            bad("noise.timesteps", f"an integer from 1 to {cap('TIMESTEPS'):,}")
+
+
+def _header(data: bytes, path) -> dict:
+    """The safetensors JSON header, sized against METADATA_BYTES before it is parsed."""
+    n = int.from_bytes(data[:8], "little") if len(data) >= 8 else 0
+    if cap("METADATA_BYTES") < n <= len(data) - 8:
+        raise CheckpointError(f"{path}: its header claims {n:,} bytes, over the {cap('METADATA_BYTES'):,}-byte limit "
+                              "for checkpoint metadata; the file was damaged or made by something other than "
+                              "Denoise Studio (DENOISE_STUDIO_MAX_METADATA_BYTES=N raises the limit).")
+    try:
+        if not 2 <= n <= len(data) - 8:
+            raise ValueError("header length out of range")
+        header = json.loads(data[8:8 + n])
+        if not isinstance(header, dict) or not isinstance(header.get("__metadata__", {}), dict):
+            raise ValueError("header is not an object")
+        meta = json.loads(header.get("__metadata__", {}).get(META_KEY, "null"))
+    except (ValueError, RecursionError, TypeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint (truncated or corrupt: "
+                              f"{str(e).splitlines()[0][:120] if str(e) else type(e).__name__}).") from None
+    header.pop("__metadata__", None)
+    return {"meta": meta, "tensors": header}
+
+
+def _stored_spec(meta: dict, path) -> ArchitectureSpec:
+    try:
+        spec = spec_from_dict(meta["spec"], f"{path} (its spec)")
+    except DenoiseError as e:
+        raise CheckpointError(str(e)) from None
+    errors = analyze(spec).errors
+    if errors:
+        first = errors[0]
+        where = f"block {first.block}: " if first.block is not None else ""
+        raise CheckpointError(f"{path}: its stored network is invalid ({where}{first.message}); the file was "
+                              "damaged or made by something other than Denoise Studio.")
+    return spec
+
+
+def _check_tensors(entries: dict, spec: ArchitectureSpec, path) -> None:
+    """Every tensor's name, dtype and shape against what the spec implies, before any is read."""
+    expected = {f"model.{k}": v for k, v in build_network(spec, meta=True).state_dict().items()}
+
+    def mismatch(what: str):
+        raise CheckpointError(f"{path}: its weights do not match its spec ({what}).")
+
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("shape"), list):
+            raise CheckpointError(f"{path} is not a readable safetensors checkpoint (tensor {name[:60]!r} has no "
+                                  "shape).")
+        dtype, shape = entry.get("dtype"), entry["shape"]
+        if name.startswith("optim."):
+            if not OPTIM_KEY.fullmatch(name):
+                raise CheckpointError(f"{path}: tensor {name[:60]!r} is not an optimizer entry "
+                                      "(optim.<parameter>.<name>); the file was damaged or made by something "
+                                      "other than Denoise Studio.")
+            if dtype not in FLOAT_DTYPES:
+                raise CheckpointError(f"{path}: optimizer tensor {name[:60]!r} is {dtype}, not floating point; "
+                                      "the file was damaged or made by something other than Denoise Studio.")
+            continue
+        want = expected.get(name)
+        if want is None:
+            mismatch(f"unexpected tensor {name[:60]!r}")
+        if shape != list(want.shape):
+            mismatch(f"{name[6:]} has shape {shape[:8]}, the spec needs {list(want.shape)}")
+        if want.dtype.is_floating_point and dtype not in FLOAT_DTYPES:
+            mismatch(f"{name[6:]} is {dtype}; weights must be floating point")
+        if not want.dtype.is_floating_point and dtype != ST_DTYPE.get(want.dtype):
+            mismatch(f"{name[6:]} is {dtype}, the spec needs {ST_DTYPE.get(want.dtype)}")
+    missing = sorted(set(expected) - set(entries))
+    if missing:
+        mismatch(f"missing {missing[0][6:]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+
+
 def load_checkpoint(path) -> Checkpoint:
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint.") from None
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot read it ({e.strerror}).") from None
+    data = read_regular(path, "checkpoint", cap("CHECKPOINT_BYTES"), CheckpointError)
     if _looks_pickled(data):
         raise CheckpointError(f"{path} is a pickled PyTorch file; Denoise Studio never unpickles files (they can "
                               "run code). Load the weights yourself and save them with safetensors.")
+    header = _header(data, path)
+    meta = validate_meta(header["meta"], path)
+    spec = _stored_spec(meta, path)
+    _check_tensors(header["tensors"], spec, path)
     try:
         tensors = st_load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8:8 + header_len])
-        meta = json.loads(header.get("__metadata__", {}).get(META_KEY, "null"))
     except Exception as e:   # safetensors raises several types for damaged files
         raise CheckpointError(f"{path} is not a readable safetensors checkpoint (truncated or corrupt: "
                               f"{str(e).splitlines()[0][:120] if str(e) else type(e).__name__}).") from None
-    if not isinstance(meta, dict) or "spec" not in meta:
-        raise CheckpointError(f"{path} is a safetensors file but not a Denoise Studio checkpoint (no spec in it).")
+    del data
+    for name, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values; the training that wrote "
+                                  "it diverged, or the file was damaged. Use an earlier checkpoint.")
     model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     optim = meta.get("optimizer")
     optimizer_state = None
@@ -93,13 +249,13 @@ def load_checkpoint(path) -> Checkpoint:
         state: dict = {}
         for k, v in tensors.items():
             if k.startswith("optim."):
-                _, pid, name = k.split(".", 2)
+                pid, name = OPTIM_KEY.fullmatch(k).groups()
                 state.setdefault(int(pid), {})[name] = v
         for k, v in optim.get("scalars", {}).items():
-            pid, name = k.split(".", 1)
+            pid, name = SCALAR_KEY.fullmatch(k).groups()
             state.setdefault(int(pid), {})[name] = v
         optimizer_state = {"state": state, "param_groups": optim["param_groups"]}
-    return Checkpoint(path, meta, model_state, optimizer_state)
+    return Checkpoint(path, meta, model_state, optimizer_state, spec)
 
 
 def load_weights(model: torch.nn.Module, ckpt: Checkpoint) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from denoise_studio.core.inference import LoadedModel
 from denoise_studio.core.network import network_code
 
 FORMATS = ("onnx", "torchscript", "python")
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "python": ".py"}
 
 
 def _example(lm: LoadedModel):
@@ -22,9 +24,41 @@ def _example(lm: LoadedModel):
     return (x, torch.tensor([1.0])) if lm.spec.conditioning != "none" else (x,)
 
 
-def export(lm: LoadedModel, fmt: str, out) -> list[Path]:
-    """Write the export; returns the files written (python also writes FILE.safetensors)."""
+def export_paths(fmt: str, out) -> list[Path]:
+    """The files an export writes (python: the code and FILE.safetensors beside it), refused in one
+    line when one is a folder or the two would be the same file."""
+    if fmt not in FORMATS:
+        raise DenoiseError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
     out = Path(out)
+    if out.is_dir() or not out.name:
+        raise DenoiseError(f"--out {out} is a folder; give a file name, e.g. {out / ('model' + SUFFIX[fmt])}.")
+    paths = [out]
+    if fmt == "python":
+        weights = out.with_suffix(".safetensors")
+        if weights == out or (weights.exists() and out.exists() and os.path.samefile(weights, out)):
+            raise DenoiseError(f"--out {out} is where the weights go; name the code file "
+                               f"{out.with_suffix('.py').name} (the weights are written beside it as "
+                               f"{weights.name}).")
+        if weights.is_dir():
+            raise DenoiseError(f"{weights} is a folder, and the weights of --out {out} go there; choose another "
+                               "--out.")
+        paths.append(weights)
+    return paths
+
+
+def export(lm: LoadedModel, fmt: str, out) -> list[Path]:
+    """Write the export; returns the files written (python also writes FILE.safetensors). Every
+    file is written atomically; an unwritable place is one line naming it."""
+    paths = export_paths(fmt, out)
+    try:
+        return _export(lm, fmt, paths)
+    except OSError as e:
+        where = e.filename or paths[0]
+        raise DenoiseError(f"cannot write {where} ({e.strerror or e}); choose another --out.") from None
+
+
+def _export(lm: LoadedModel, fmt: str, paths: list[Path]) -> list[Path]:
+    out = paths[0]
     model = lm.model.cpu().eval()
     args = _example(lm)
     if fmt == "onnx":
@@ -51,9 +85,14 @@ def export(lm: LoadedModel, fmt: str, out) -> list[Path]:
         torch.jit.save(traced, buf)
         atomic_write_bytes(out, buf.getvalue())
         return [out]
-    if fmt == "python":
-        weights = out.with_suffix(".safetensors")
-        atomic_write_text(out, network_code(lm.spec))
-        atomic_write_bytes(weights, st_save({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}))
-        return [out, weights]
-    raise DenoiseError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
+    code = network_code(lm.spec)
+    weights = st_save({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()})
+    existed = paths[1].exists()
+    atomic_write_bytes(paths[1], weights)
+    try:
+        atomic_write_text(out, code)
+    except OSError:
+        if not existed:   # no half export left behind
+            paths[1].unlink(missing_ok=True)
+        raise
+    return paths

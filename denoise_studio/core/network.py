@@ -9,6 +9,7 @@ from denoise_studio.core import modules
 from denoise_studio.core.analysis import analyze, downsampling_factor, embedding_width
 from denoise_studio.core.blocks import BLOCK_TYPES, BlockContext
 from denoise_studio.core.errors import SpecInvalidError
+from denoise_studio.core.limits import check_memory
 from denoise_studio.core.spec import ArchitectureSpec
 
 HEAD_INIT_SCALE = 0.01  # a near-zero last layer starts training at "predict no noise"
@@ -21,6 +22,10 @@ def _check_size(spec: ArchitectureSpec) -> int:
 
 def block_constructors(spec: ArchitectureSpec) -> list[tuple[type, dict]]:
     """(modules class, keyword arguments) for each block; raises SpecInvalidError if invalid."""
+    return _constructors(spec)[0]
+
+
+def _constructors(spec: ArchitectureSpec):
     size = _check_size(spec)
     analysis = analyze(spec, size)
     if not analysis.valid:
@@ -31,15 +36,27 @@ def block_constructors(spec: ArchitectureSpec) -> list[tuple[type, dict]]:
         out.append(BLOCK_TYPES[b["type"]].constructor(b, ctx))
         if b.get("id"):
             saved[b["id"]] = (report.output_shape, 0, 0)
-    return out
+    return out, analysis
 
 
 def _keep(spec: ArchitectureSpec) -> dict:
     return {str(i): b["id"] for i, b in enumerate(spec.blocks) if b.get("id")}
 
 
-def build_network(spec: ArchitectureSpec) -> modules.Denoiser:
-    blocks = [cls(**kwargs) for cls, kwargs in block_constructors(spec)]
+def build_network(spec: ArchitectureSpec, meta: bool = False) -> modules.Denoiser:
+    """The network, its weights freshly initialised; meta=True builds it on the meta device (shapes
+    and dtypes, no memory). A real build first checks that its fp32 weights fit in memory."""
+    constructors, analysis = _constructors(spec)
+    if meta:
+        with torch.device("meta"):
+            return _assemble(spec, constructors)
+    check_memory(4 * analysis.total_params, f"a network of {analysis.total_params:,} parameters",
+                 "choose a smaller network (fewer channels, smaller kernels or fewer blocks).")
+    return _assemble(spec, constructors)
+
+
+def _assemble(spec: ArchitectureSpec, constructors) -> modules.Denoiser:
+    blocks = [cls(**kwargs) for cls, kwargs in constructors]
     net = modules.Denoiser(blocks, keep=_keep(spec), conditioning=spec.conditioning,
                            emb_dim=spec.embedding_dim)
     head = [m for m in blocks[-1].modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
@@ -54,23 +71,29 @@ def _call(cls: type, kwargs: dict) -> str:
 
 
 def network_code(spec: ArchitectureSpec) -> str:
-    """Standalone Python (torch only) that builds this network with the same state_dict keys."""
-    calls = "\n".join(f"        {_call(cls, kw)},  # {i}: {spec.blocks[i]['type']}"
-                      + (f" (id {spec.blocks[i]['id']!r})" if spec.blocks[i].get("id") else "")
-                      for i, (cls, kw) in enumerate(block_constructors(spec)))
-    source = inspect.getsource(modules).split('"""', 2)[2].lstrip("\n")
-    return (f'"""{spec.name}: a noise-prediction network exported by Denoise Studio.\n\n'
-            f"Input: (B, {spec.in_channels}, H, W) with H, W multiples of {downsampling_factor(spec)}; "
-            f"output: the predicted noise, same shape.\n"
-            f"Conditioning: {spec.conditioning}. Load weights with "
-            f"model.load_state_dict(safetensors.torch.load_file(...)).\n\"\"\"\n"
-            f"{source}\n\n"
-            f"def build_model():\n"
-            f"    blocks = [\n{calls}\n    ]\n"
-            f"    return Denoiser(blocks, keep={_keep(spec)!r}, conditioning={spec.conditioning!r}, "
-            f"emb_dim={spec.embedding_dim!r})\n\n\n"
-            f'if __name__ == "__main__":\n'
-            f"    model = build_model()\n"
-            f"    x = torch.randn(1, {spec.in_channels}, 64, 64)\n"
-            f"    print(model(x).shape, sum(p.numel() for p in model.parameters()), 'parameters')\n")
+    """Standalone Python (torch only) that builds this network with the same state_dict keys.
 
+    Text from the spec (name, description, ids) can be anything a stranger wrote, so it reaches
+    the code only as repr() literals: never inside the docstring, a comment or an f-string."""
+    constructors = block_constructors(spec)
+    calls = "\n".join(f"        {_call(cls, kw)},  # {i}: {spec.blocks[i]['type']}"
+                      for i, (cls, kw) in enumerate(constructors))
+    source = inspect.getsource(modules).split('"""', 2)[2].lstrip("\n")
+    return ('"""A noise-prediction network exported by Denoise Studio (its name and description are\n'
+            "NAME and DESCRIPTION below).\n\n"
+            f"Input: (B, {int(spec.in_channels)}, H, W) with H, W multiples of {int(downsampling_factor(spec))}; "
+            "output: the predicted noise, same shape.\n"
+            "Load weights with model.load_state_dict(safetensors.torch.load_file(...)).\n\"\"\"\n"
+            f"{source}\n\n"
+            f"NAME = {spec.name!r}\n"
+            f"DESCRIPTION = {spec.description!r}\n"
+            f"CONDITIONING = {spec.conditioning!r}\n"
+            f"IN_CHANNELS = {int(spec.in_channels)!r}\n\n\n"
+            "def build_model():\n"
+            f"    blocks = [\n{calls}\n    ]\n"
+            f"    return Denoiser(blocks, keep={_keep(spec)!r}, conditioning=CONDITIONING, "
+            f"emb_dim={int(spec.embedding_dim)!r})\n\n\n"
+            'if __name__ == "__main__":\n'
+            "    model = build_model()\n"
+            "    x = torch.randn(1, IN_CHANNELS, 64, 64)\n"
+            "    print(NAME, tuple(model(x).shape), sum(p.numel() for p in model.parameters()), 'parameters')\n")

@@ -12,13 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from denoise_studio.core.errors import SpecFormatError
-from denoise_studio.core.fileio import atomic_write_text
+from denoise_studio.core.fileio import atomic_write_text, read_regular
+from denoise_studio.core.limits import cap, check_cap
 
 FORMAT = "denoise-studio/architecture"
 VERSION = 1
 TOP_LEVEL_FIELDS = ("format", "version", "name", "description", "in_channels", "predict", "conditioning",
                     "embedding_dim", "blocks")
 CONDITIONING = ("none", "noise_level", "timestep")
+TEXT_FIELDS = ("name", "description")
+MAX_DEPTH = 16   # a spec nests 3 deep; deeper is not a spec, and would overflow the stack when copied
 
 
 @dataclass
@@ -31,6 +34,9 @@ class ArchitectureSpec:
     embedding_dim: int = 32
     blocks: list[dict] = field(default_factory=list)
     unknown: dict = field(default_factory=dict)  # top-level fields we do not know, kept for messages
+    # name/description that were not strings in the document: shown as validation problems, while
+    # the fields themselves hold a string (a title bar or file name can always use them)
+    not_text: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         d = {"format": FORMAT, "version": VERSION, "name": self.name}
@@ -45,65 +51,96 @@ class ArchitectureSpec:
         return d
 
     def to_json(self) -> str:
-        blocks = ",\n".join("    " + json.dumps(b) for b in self.blocks)
-        d = self.to_dict()
-        d["blocks"] = "@@BLOCKS@@"
-        text = json.dumps(d, indent=2)
-        return text.replace('"@@BLOCKS@@"', "[\n" + blocks + "\n  ]" if blocks else "[]") + "\n"
+        """Indented JSON with one block per line, so a spec reads (and diffs) block by block."""
+        items = []
+        for key, value in self.to_dict().items():
+            if key == "blocks" and value:
+                text = "[\n" + ",\n".join("    " + json.dumps(b) for b in value) + "\n  ]"
+            else:
+                text = json.dumps(value, indent=2).replace("\n", "\n  ")
+            items.append(f"  {json.dumps(key)}: {text}")
+        return "{\n" + ",\n".join(items) + "\n}\n"
 
     def copy(self) -> ArchitectureSpec:
-        return spec_from_dict(self.to_dict())
+        new = spec_from_dict(self.to_dict())
+        new.not_text = dict(self.not_text)
+        return new
 
     def save(self, path) -> None:
         atomic_write_text(Path(path), self.to_json())
 
 
+def _check_depth(d, source: str) -> None:
+    """Refuse absurdly nested documents up front (iteratively: recursion is what they attack)."""
+    stack = [(d, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SpecFormatError(f"{source} is not an architecture spec: it nests lists or objects more than "
+                                  f"{MAX_DEPTH} deep (a spec nests 3).")
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((c, depth + 1) for c in children)
+
+
 def spec_from_dict(d, source: str = "spec") -> ArchitectureSpec:
+    """Check that `d` is a spec document (format, version, a list of block objects, sane size and
+    depth) and wrap it; every field's value is validation's job (`analysis.analyze`)."""
     if not isinstance(d, dict):
         raise SpecFormatError(f"{source} is not an architecture spec: expected a JSON object.")
     fmt = d.get("format")
     if fmt != FORMAT:
         raise SpecFormatError(f'{source} is not an architecture spec: "format" must be "{FORMAT}" '
-                              f"(found {fmt!r}).")
+                              f"(found {_short(fmt)}).")
     version = d.get("version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise SpecFormatError(f'{source}: "version" must be a positive integer (found {version!r}).')
+        raise SpecFormatError(f'{source}: "version" must be a positive integer (found {_short(version)}).')
     if version > VERSION:
-        raise SpecFormatError(f"{source} is spec version {version}, newer than this Denoise Studio "
+        raise SpecFormatError(f"{source} is spec version {_short(version)}, newer than this Denoise Studio "
                               f"understands ({VERSION}); upgrade Denoise Studio to open it.")
     blocks = d.get("blocks", [])
     if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
         raise SpecFormatError(f'{source}: "blocks" must be a list of objects.')
+    check_cap("BLOCKS", len(blocks), f"{source}: the number of blocks")
+    _check_depth(d, source)
+    text = {k: d.get(k, default) for k, default in (("name", "untitled"), ("description", ""))}
     return ArchitectureSpec(
-        name=str(d.get("name", "untitled")),
-        description=str(d.get("description", "")),
+        **{k: v if isinstance(v, str) else json.dumps(v)[:40] for k, v in text.items()},
         in_channels=d.get("in_channels", 3),
         predict=d.get("predict", "noise"),
         conditioning=d.get("conditioning", "none"),
         embedding_dim=d.get("embedding_dim", 32),
         blocks=copy.deepcopy(blocks),
-        unknown={k: v for k, v in d.items() if k not in TOP_LEVEL_FIELDS},
+        unknown={k: copy.deepcopy(v) for k, v in d.items() if k not in TOP_LEVEL_FIELDS},
+        not_text={k: v for k, v in text.items() if not isinstance(v, str)},
     )
+
+
+def _short(value) -> str:
+    from denoise_studio.core.blocks import show   # blocks imports modules (torch): only on an error
+    return show(value)
 
 
 def spec_from_json(text: str, source: str = "spec") -> ArchitectureSpec:
     try:
         d = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
+    except json.JSONDecodeError as e:
         raise SpecFormatError(f"{source} is not valid JSON ({e}); an architecture spec is a "
                               f"JSON file made by Denoise Studio or `denoise-studio presets`.") from None
+    except RecursionError:
+        raise SpecFormatError(f"{source} is not an architecture spec: it nests lists or objects thousands "
+                              "deep.") from None
+    except ValueError:   # an integer of more digits than Python converts (sys.int_info.str_digits_check_threshold)
+        raise SpecFormatError(f"{source} is not an architecture spec: it holds a number thousands of digits "
+                              "long.") from None
     return spec_from_dict(d, source)
 
 
 def load_spec_file(path) -> ArchitectureSpec:
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         raise SpecFormatError(f"{path}: no such file; give a spec file or a preset name "
-                              f"(see `denoise-studio presets`).") from None
-    except OSError as e:
-        raise SpecFormatError(f"{path}: cannot read it ({e.strerror}).") from None
+                              f"(see `denoise-studio presets`).")
+    data = read_regular(path, "spec file", cap("SPEC_BYTES"), SpecFormatError)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -121,6 +158,7 @@ def apply_patch(spec: ArchitectureSpec, patch: dict) -> ArchitectureSpec:
     if "set_top" in patch:
         for k, v in patch["set_top"].items():
             setattr(new, k, v)
+            new.not_text.pop(k, None)
         return new
     i = patch["block"]
     if "insert" in patch:

@@ -81,9 +81,12 @@ def test_weights_that_do_not_match_the_spec(saved, tmp_path):
     other["blocks"][1]["out_channels"] = 8
     p = tmp_path / "mismatch.safetensors"
     save_checkpoint(p, net, {"spec": other, "step": 1})
-    ckpt = load_checkpoint(p)
-    with pytest.raises(CheckpointError, match="do not match its spec"):
-        load_weights(build_network(ckpt.spec), ckpt)
+    with pytest.raises(CheckpointError, match=r"do not match its spec \(blocks.0.conv.bias has shape \[16\], the spec needs \[8\]\)") as e:
+        load_checkpoint(p)   # checked against the spec's shapes before any network is built
+    assert "\n" not in str(e.value)
+    ckpt = load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="do not match its spec"):   # load_weights still guards
+        load_weights(build_network(spec_from_dict(other)), ckpt)
 
 
 def test_a_failed_write_leaves_the_previous_checkpoint_intact(saved, monkeypatch):
