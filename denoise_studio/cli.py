@@ -35,9 +35,14 @@ def cmd_inspect(args) -> int:
     if args.json:
         print(json.dumps({"name": spec.name, **a.to_dict()}, indent=2))
         return 0 if a.valid else EXIT_INVALID
-    print(f"{spec.name}: {spec.in_channels}×{args.size}×{args.size} input, conditioning {spec.conditioning}")
+
+    def line(text) -> str:   # a spec's own text, kept to one printable line
+        return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in str(text))
+
+    print(f"{line(spec.name)}: {line(spec.in_channels)[:20]}×{args.size}×{args.size} input, "
+          f"conditioning {line(spec.conditioning)[:40]}")
     if spec.description:
-        print(f"  {spec.description}")
+        print(f"  {line(spec.description)}")
     print(f"{'#':>3}  {'block':<10} {'output C×H×W':<16} {'params':>9} {'FLOPs':>9} {'RF':>6}  id")
     for b in a.blocks:
         c, h, w = b.output_shape
@@ -45,7 +50,7 @@ def cmd_inspect(args) -> int:
         rf = "all" if b.receptive_field == float("inf") else str(int(b.receptive_field))
         bid = spec.blocks[b.index].get("id", "")
         print(f"{b.index:>3}{mark} {b.type:<10} {f'{c}×{h}×{w}':<16} {fmt_count(b.params):>9} "
-              f"{fmt_count(b.flops):>9} {rf:>6}  {bid if isinstance(bid, str) else ''}")
+              f"{fmt_count(b.flops):>9} {rf:>6}  {line(bid)[:40] if isinstance(bid, str) else ''}")
     rf = "global (attention)" if a.to_dict()["receptive_field_global"] else f"{int(a.receptive_field)} px"
     print(f"total: {a.total_params:,} parameters, {fmt_count(a.total_flops)} FLOPs, "
           f"{fmt_bytes(a.activation_bytes)} activations (batch 1, fp32), receptive field {rf}")

@@ -7,6 +7,7 @@ needs to be told the noise level.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from denoise_studio.core.analysis import analyze, downsampling_factor
+from denoise_studio.core.analysis import analyze, downsampling_factor, peak_inference_bytes
 from denoise_studio.core.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
 from denoise_studio.core.devices import resolve_device
 from denoise_studio.core.images import to_channels
+from denoise_studio.core.limits import check_memory
 from denoise_studio.core.metrics import psnr
 from denoise_studio.core.network import build_network
 from denoise_studio.core.noise import make_noise
@@ -48,28 +50,44 @@ class LoadedModel:
             return min(DEFAULT_TILE, 64 * self.factor)
         return DEFAULT_TILE
 
-    @property
+    @functools.cached_property
     def overlap(self) -> int:
-        """Tile overlap: the receptive field (so tiles agree), within [16, 128]."""
+        """Tile overlap: the receptive field (so tiles agree), within [16, 128]. Computed once: the
+        spec of a loaded model does not change, and every predict asks."""
         rf = analyze(self.spec, max(64, 4 * self.factor)).receptive_field
         o = 128 if math.isinf(rf) else int(min(128, max(16, rf)))
         return -(-o // self.factor) * self.factor
 
 
+def _check_fits(lm: LoadedModel) -> None:
+    """Refuse, before any weight is allocated, a network whose weights and activations at its
+    default tile would not fit on the device (analysis knows both without building it)."""
+    tile = lm.default_tile
+    need = peak_inference_bytes(lm.spec, analyze(lm.spec, tile))
+    check_memory(need, f"running this network on {tile}×{tile} tiles", "use a smaller network, or a device with "
+                 "more memory.", lm.device)
+
+
 def model_from_spec(spec: ArchitectureSpec, noise: dict | None = None, device="cpu") -> LoadedModel:
     dev = resolve_device(device) if isinstance(device, str) else device
-    model = build_network(spec).to(dev).eval()
-    return LoadedModel(spec, model, make_noise(noise or {}), dev)
+    lm = LoadedModel(spec, None, make_noise(noise or {}), dev)
+    _check_fits(lm)
+    lm.model = build_network(spec).to(dev).eval()
+    return lm
 
 
 def load_model(run_or_checkpoint, device="auto") -> LoadedModel:
+    """A trained network from a checkpoint: the file, its metadata, its spec and every tensor's
+    shape are checked (load_checkpoint) and its memory estimated before the network is built."""
     path = resolve_checkpoint(run_or_checkpoint)
     ckpt = load_checkpoint(path)
-    spec = ckpt.spec
-    dev = resolve_device(device)
-    model = build_network(spec)
+    lm = LoadedModel(ckpt.spec, None, make_noise(ckpt.meta.get("noise", {})), resolve_device(device), path,
+                     ckpt.meta)
+    _check_fits(lm)
+    model = build_network(lm.spec)
     load_weights(model, ckpt)
-    return LoadedModel(spec, model.to(dev).eval(), make_noise(ckpt.meta.get("noise", {})), dev, path, ckpt.meta)
+    lm.model = model.to(lm.device).eval()
+    return lm
 
 
 def add_noise(pixels: np.ndarray, sigma255: float, seed: int = 0) -> np.ndarray:
