@@ -33,6 +33,7 @@ CAPS = {
     "STEPS": (100_000_000, "training steps"),
     "TIMESTEPS": (100_000, "DDPM timesteps"),
     "THREADS": (1024, "CPU threads"),
+    "SAMPLES": (4096, "images sampled at once"),
 }
 MEMORY_FRACTION = 0.8   # of what is available: leave the rest to the OS and the window
 

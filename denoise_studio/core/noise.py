@@ -78,7 +78,9 @@ class DDPMNoise:
             raise ValueError(f"unknown schedule {self.schedule!r}; use linear or cosine")
         T = self.timesteps
         if self.schedule == "linear":
-            betas = torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T, dtype=torch.float64)
+            # Ho et al.'s 1e-4…0.02 for T = 1000, rescaled so any T spans the same total noise;
+            # capped below 1 so a short schedule (T < 50) never makes ᾱ negative.
+            betas = torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T, dtype=torch.float64).clamp(max=0.999)
             self.alphas_cumprod = torch.cumprod(1 - betas, 0)
         else:   # Nichol & Dhariwal 2021
             s = 0.008
