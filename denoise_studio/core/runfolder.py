@@ -62,6 +62,9 @@ class RunFolder:
                 if sub.exists() and not sub.is_dir():
                     raise DenoiseError(f"{sub} is a file where the run keeps its {sub.name}; move it away or "
                                        "choose another folder.")
+            if run.events_path.exists() and not run.events_path.is_file():
+                raise DenoiseError(f"{run.events_path} is not a regular file; the run folder is damaged: move it "
+                                   "away and choose another folder.")
             for sub in (run.checkpoints, run.previews):
                 if not sub.exists():
                     sub.mkdir()
@@ -153,8 +156,8 @@ def _read_events(path, offset: int) -> tuple[list[Event], int, int]:
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read it ({e.strerror or e}).") from None
     if not stat.S_ISREG(st.st_mode):
-        raise CheckpointError(f"{path} is not a regular file (a folder, pipe or device); the run folder is "
-                              "damaged: move it away and point at the real run.")
+        raise CheckpointError(f"{path} is not a regular file; the run folder is damaged: move it away and point "
+                              "at the real run.")
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         with os.fdopen(fd, "rb") as f:

@@ -43,6 +43,13 @@ def _read_info(fd: int) -> dict | None:
         return None
 
 
+def _program() -> str:
+    first = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    if os.path.basename(first) == "__main__.py":   # python -m package
+        return f"python -m {os.path.basename(os.path.dirname(first))}"
+    return os.path.basename(first)
+
+
 class RunLock:
     """The exclusive writer lock of one run folder; `release()` or process exit frees it."""
 
@@ -73,7 +80,7 @@ class RunLock:
                 raise DenoiseError(f"{folder}: cannot lock it ({e.strerror or e}); put the run on a local "
                                    "disk or a filesystem with file locks.") from None
         info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "command": " ".join([os.path.basename(sys.argv[0] or "python"), *sys.argv[1:]]),
+                "command": " ".join([_program(), *sys.argv[1:]]),
                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         try:
             os.ftruncate(fd, 0)
