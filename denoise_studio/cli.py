@@ -10,7 +10,7 @@ import json
 import sys
 
 from denoise_studio import __version__
-from denoise_studio.args import EXIT_INVALID, positive_int
+from denoise_studio.args import EXIT_INVALID, Parser, positive_int, print_error
 from denoise_studio.format import count as fmt_count
 from denoise_studio.format import size_bytes as fmt_bytes
 
@@ -61,7 +61,7 @@ def cmd_inspect(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="denoise-studio", description="Build, train and inspect denoising "
+    p = Parser(prog="denoise-studio", description="Build, train and inspect denoising "
                                 "networks. With no command, opens the desktop app.")
     p.add_argument("--version", action="version", version=f"denoise-studio {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -75,9 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_inspect)
 
-    from denoise_studio import commands, train_commands
+    from denoise_studio import commands, sample_commands, train_commands
     train_commands.add_commands(sub)   # train, watch
     commands.add_commands(sub)         # denoise, eval, export
+    sample_commands.add_commands(sub)  # sample
 
     s = sub.add_parser("gui", help="open the desktop app (the default)")
     s.add_argument("path", nargs="?", help="a spec, run folder or image to open")
@@ -101,13 +102,22 @@ def main(argv=None) -> int:
         if stream in (sys.__stdout__, sys.__stderr__) and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:   # --help, --version, or Parser.error's one line already printed
+        return e.code if isinstance(e.code, int) else EXIT_INVALID
     if args.command is None:
         return cmd_gui(args)
     try:
         return args.func(args)
     except DenoiseError as e:
-        print(f"denoise-studio: error: {e}", file=sys.stderr)
+        print_error(e)
+        return EXIT_INVALID
+    except OSError as e:
+        # The filesystem said no (read-only, full, permission, a path that vanished): the user's
+        # environment, not a bug, so one line naming the path rather than a traceback.
+        where = f"{e.filename}: " if e.filename else ""
+        print_error(f"{where}{e.strerror or e}; check the path, its permissions and the free space.")
         return EXIT_INVALID
     except KeyboardInterrupt:
         print("denoise-studio: interrupted", file=sys.stderr)

@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from denoise_studio import args as types
 from denoise_studio.args import EXIT_INVALID, positive_int
 from denoise_studio.core.errors import DenoiseError
 
@@ -15,18 +16,23 @@ def add_commands(sub) -> None:
     s = sub.add_parser("denoise", help="denoise images with a trained network")
     s.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     s.add_argument("images", metavar="IMAGE", nargs="+")
-    s.add_argument("--out", required=True, help="folder for the results")
-    s.add_argument("--sigma", type=float, help="add synthetic noise of this σ (0–255) first and report PSNR/SSIM")
+    s.add_argument("--out", required=True, type=types.out_folder,
+                   help="folder for the results: NAME_denoised.png and NAME_noise.png per image (NAME-2, … "
+                        "where two inputs share a name); created when the first result is written")
+    s.add_argument("--overwrite", action="store_true", help="replace results that already exist in --out")
+    s.add_argument("--sigma", type=types.sigma,
+                   help="add synthetic noise of this σ (0 < σ ≤ 255) first and report PSNR/SSIM")
     s.add_argument("--device", default="auto")
-    s.add_argument("--tile", type=int, default=-1,
-                   help="tile size for large images (default: 512, 256 with attention; 0: never tile)")
+    s.add_argument("--tile", type=types.tile, default=-1,
+                   help=f"tile size for large images (default: 512, 256 with attention; 0: never tile; "
+                        f"else at least {types.MIN_TILE})")
     s.add_argument("--ensemble", action="store_true", help=ENSEMBLE_HELP)
     s.set_defaults(func=cmd_denoise)
 
     s = sub.add_parser("eval", help="PSNR/SSIM of a network and classical denoisers on a folder")
     s.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     s.add_argument("--data", required=True, help="folder of clean images")
-    s.add_argument("--sigma", type=float, required=True, help="σ of the added noise (0–255)")
+    s.add_argument("--sigma", type=types.sigma, required=True, help="σ of the added noise (0 < σ ≤ 255)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--limit", type=positive_int, help="use only the first N images")
     s.add_argument("--device", default="auto")
@@ -36,9 +42,8 @@ def add_commands(sub) -> None:
     s = sub.add_parser("export", help="export a trained network: onnx, torchscript or python")
     s.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     s.add_argument("--format", required=True, choices=("onnx", "torchscript", "python"))
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, type=types.out_file)
     s.set_defaults(func=cmd_export)
-
 
 
 # ---------------------------------------------------------------- denoise / eval
@@ -49,86 +54,132 @@ def _noise_view(noise_chw):
     return np.clip(0.5 + 0.5 * noise_chw / scale, 0, 1)
 
 
+def _first_clash(plans, overwrite: bool) -> None:
+    """Refuse, before anything is written, to replace an existing file without --overwrite."""
+    if overwrite:
+        return
+    existing = [p for plan in plans for p in plan.values() if p.exists() or p.is_symlink()]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise DenoiseError(f"{existing[0]} already exists{more}; add --overwrite to replace results, "
+                           "or choose another --out.")
+
+
+SSIM_BYTES = 8 * 12   # per pixel and channel: scikit-image's SSIM keeps about 12 float64 maps
+
+
 def cmd_denoise(args) -> int:
     import numpy as np
 
-    from denoise_studio.core.images import from_channels, load_image, output_stem, save_image, to_channels
-    from denoise_studio.core.inference import add_noise, denoise, load_model
+    from denoise_studio.core.images import check_channels, from_channels, load_image, plan_outputs, save_image, \
+        to_channels
+    from denoise_studio.core.inference import add_noise, denoise, denoise_bytes, load_model
     from denoise_studio.core.metrics import psnr, ssim
 
+    kinds = ("denoised", "noise", "noisy") if args.sigma is not None else ("denoised", "noise")
+    plans = plan_outputs(args.images, args.out, kinds)
+    _first_clash(plans, args.overwrite)
     lm = load_model(args.run, args.device)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_channels(lm.spec.in_channels)
+    c = lm.spec.in_channels
     failed = 0
-    for i, name in enumerate(args.images):
+    for i, (name, plan) in enumerate(zip(args.images, plans)):
         try:
-            im = load_image(name)
+            im = load_image(name, plan_bytes=lambda h, w: denoise_bytes(lm, h, w, args.tile, args.ensemble)
+                            + (SSIM_BYTES * c * h * w if args.sigma is not None else 0))
+            clean = to_channels(im.pixels, lm.spec.in_channels)
+            noisy = add_noise(clean, args.sigma, seed=i) if args.sigma is not None else clean
+            result = denoise(lm, noisy, args.sigma, tile=args.tile, ensemble=args.ensemble)
         except DenoiseError as e:
-            print(f"skipped: {e}", file=sys.stderr)
+            print(f"skipped: {' '.join(str(e).splitlines())}", file=sys.stderr)
             failed += 1
             continue
-        clean = to_channels(im.pixels, lm.spec.in_channels)
-        noisy = add_noise(clean, args.sigma, seed=i) if args.sigma is not None else clean
-        result = denoise(lm, noisy, args.sigma, tile=args.tile, ensemble=args.ensemble)
-        stem = output_stem(name)
         back = lambda chw: from_channels(chw, im.grey)  # noqa: E731
         try:
-            save_image(out / f"{stem}_denoised.png", back(result.reconstruction), im.bit_depth, im.alpha)
-            save_image(out / f"{stem}_noise.png", back(_noise_view(result.noise)))
+            save_image(plan["denoised"], back(result.reconstruction), im.bit_depth, im.alpha)
+            save_image(plan["noise"], back(_noise_view(result.noise)))
             if args.sigma is not None:
-                save_image(out / f"{stem}_noisy.png", back(np.clip(noisy, 0, 1)), im.bit_depth, im.alpha)
+                save_image(plan["noisy"], back(np.clip(noisy, 0, 1)), im.bit_depth, im.alpha)
         except OSError as e:
-            print(f"skipped: {name}: cannot write its results to {out} ({e.strerror or e}).", file=sys.stderr)
+            print(f"skipped: {name}: cannot write its results to {args.out} ({e.strerror or e}).", file=sys.stderr)
             failed += 1
             continue
         if args.sigma is not None:
             hwc = lambda chw: chw.transpose(1, 2, 0)  # noqa: E731
             print(f"{name}: noisy {psnr(noisy, clean):.2f} dB SSIM {ssim(hwc(noisy), hwc(clean)):.3f}  →  "
                   f"denoised {psnr(result.reconstruction, clean):.2f} dB SSIM "
-                  f"{ssim(hwc(result.reconstruction), hwc(clean)):.3f}")
+                  f"{ssim(hwc(result.reconstruction), hwc(clean)):.3f}  →  {plan['denoised']}")
         else:
-            print(f"{name}: denoised (estimated σ {result.sigma255:.1f}) → {out / (stem + '_denoised.png')}")
+            print(f"{name}: denoised (estimated σ {result.sigma255:.1f}) → {plan['denoised']}")
     return EXIT_INVALID if failed else 0
+
+
+EVAL_IMAGE_COPIES = 24   # float32-sized copies the five baselines make (scikit-image works in float64)
 
 
 def cmd_eval(args) -> int:
     import numpy as np
 
     from denoise_studio.core.baselines import BASELINES, run_baseline
-    from denoise_studio.core.data import find_images
-    from denoise_studio.core.images import load_image, to_channels
-    from denoise_studio.core.inference import add_noise, denoise, load_model
+    from denoise_studio.core.data import scan_images
+    from denoise_studio.core.images import check_channels, load_image, to_channels
+    from denoise_studio.core.inference import add_noise, denoise, denoise_bytes, load_model
     from denoise_studio.core.metrics import psnr, ssim
 
     lm = load_model(args.run, args.device)
-    paths = find_images(args.data)[:args.limit]
+    check_channels(lm.spec.in_channels)
+    paths, skipped = scan_images(args.data)
+    paths = paths[:args.limit]
     if not paths:
-        raise DenoiseError(f"{args.data}: no images to evaluate.")
+        why = f"none of its entries is a regular image file ({skipped[0]})" if skipped else "it holds no images"
+        raise DenoiseError(f"{args.data}: {why}; give a folder of PNG, JPEG, TIFF, BMP or WebP images.")
+    c = lm.spec.in_channels
+
+    def plan_bytes(h, w):
+        return denoise_bytes(lm, h, w, -1, args.ensemble) + EVAL_IMAGE_COPIES * 4 * c * h * w
+
     methods = ["noisy", "network", *BASELINES]
     scores = {m: [] for m in methods}
     hwc = lambda chw: chw.transpose(1, 2, 0)  # noqa: E731
     for i, p in enumerate(paths):
         try:
-            clean = to_channels(load_image(p).pixels, lm.spec.in_channels)
+            clean = to_channels(load_image(p, plan_bytes).pixels, c)
+            noisy = add_noise(clean, args.sigma, seed=i)
+            outs = {"noisy": noisy, "network": denoise(lm, noisy, args.sigma, ensemble=args.ensemble).reconstruction}
         except DenoiseError as e:
-            print(f"skipped: {e}", file=sys.stderr)
+            skipped.append(" ".join(str(e).splitlines()))
             continue
-        noisy = add_noise(clean, args.sigma, seed=i)
-        outs = {"noisy": noisy, "network": denoise(lm, noisy, args.sigma, ensemble=args.ensemble).reconstruction}
+        if skipped:   # held back until one image is read: a folder of nothing readable is one line
+            print("\n".join(f"skipped: {m}" for m in skipped), file=sys.stderr)
+            skipped = []
         for b in BASELINES:
             outs[b] = run_baseline(b, noisy, args.sigma)
         for m, est in outs.items():
             scores[m].append((psnr(est, clean), ssim(hwc(est), hwc(clean))))
-    summary = {m: {"psnr": float(np.mean([s[0] for s in v])), "ssim": float(np.nanmean([s[1] for s in v]))}
-               for m, v in scores.items() if v}   # SSIM is undefined (NaN) on images under 3×3
+    if not scores["noisy"]:
+        raise DenoiseError(f"{args.data}: none of its {len(paths)} image(s) could be read (first: {skipped[0]}); "
+                           "give a folder of readable images.")
+    if skipped:
+        print("\n".join(f"skipped: {m}" for m in skipped), file=sys.stderr)
+    summary = {m: {"psnr": float(np.mean([s[0] for s in v])), "ssim": _mean_defined([s[1] for s in v])}
+               for m, v in scores.items() if v}
     if args.json:
         print(json.dumps({"sigma": args.sigma, "images": len(scores["noisy"]), "results": summary}, indent=2))
     else:
         print(f"{len(scores['noisy'])} images from {args.data}, σ = {args.sigma:g}")
         print(f"{'method':<10} {'PSNR dB':>8} {'SSIM':>7}")
         for m, r in summary.items():
-            print(f"{m:<10} {r['psnr']:>8.2f} {r['ssim']:>7.4f}")
+            ssim_text = "n/a" if r["ssim"] is None else f"{r['ssim']:.4f}"
+            print(f"{m:<10} {r['psnr']:>8.2f} {ssim_text:>7}")
     return 0
+
+
+def _mean_defined(values) -> float | None:
+    """Mean of the defined values: SSIM is undefined (NaN) on images under 3×3; None (JSON null)
+    when no image had one, rather than NaN (invalid JSON) and a numpy warning."""
+    import math
+    defined = [v for v in values if not math.isnan(v)]
+    return sum(defined) / len(defined) if defined else None
 
 
 # ---------------------------------------------------------------- export

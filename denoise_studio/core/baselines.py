@@ -48,7 +48,10 @@ MIN_SIDE = 16   # the filters need a few pixels of context; thinner images are e
 
 
 def run_baseline(name: str, noisy_chw: np.ndarray, sigma255: float) -> np.ndarray:
-    """(C, H, W) noisy in, (C, H, W) denoised out, clipped to [0, 1]."""
+    """(C, H, W) noisy in, (C, H, W) denoised out, clipped to [0, 1]. σ ≤ 0 (e.g. the estimate
+    for a flat image): nothing to remove, and TV's weight would divide by zero."""
+    if not sigma255 > 0:
+        return np.clip(noisy_chw, 0, 1).astype(np.float32)
     _, h, w = noisy_chw.shape
     padded = np.pad(noisy_chw, ((0, 0), (0, max(0, MIN_SIDE - h)), (0, max(0, MIN_SIDE - w))), mode="edge")
     with warnings.catch_warnings():

@@ -7,6 +7,7 @@ and noise a run that never stopped would have drawn, with no RNG state to save.
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from denoise_studio.core.errors import DataError, ImageError
-from denoise_studio.core.images import IMAGE_SUFFIXES, load_image, to_channels
+from denoise_studio.core.images import IMAGE_SUFFIXES, check_channels, load_image, to_channels
 
 # scikit-image ships these with the package: the first run trains with no download.
 BUILTIN_TRAIN = ("astronaut", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",
@@ -25,18 +26,47 @@ BUILTIN_VAL = ("chelsea", "camera")
 VAL_SIGMA = 25.0   # validation PSNR is always measured at σ = 25 (0–255 scale)
 
 
-def find_images(folder) -> list[Path]:
-    """Image files under `folder`, recursively, sorted; follows no symlink loops."""
+def scan_images(folder) -> tuple[list[Path], list[str]]:
+    """(image files under `folder`, recursively, sorted; messages for the entries skipped).
+
+    Entries are only stat'ed, never opened: a FIFO, socket, device or broken link with an
+    image's name is skipped with a message (opening a FIFO blocks forever). No symlink loops."""
     folder = Path(folder)
-    if not folder.exists():
-        raise DataError(f"{folder}: no such folder; give a folder of images or `builtin`.")
-    if folder.is_file():
-        return [folder]
-    found = []
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        raise DataError(f"{folder}: no such folder; give a folder of images or `builtin`.") from None
+    except OSError as e:
+        raise DataError(f"{folder}: cannot read it ({e.strerror or e}); give a folder of images or `builtin`.") \
+            from None
+    if stat.S_ISREG(st.st_mode):
+        return [folder], []
+    if not stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{folder} is not a folder or an image file (a pipe, socket or device); "
+                        "give a folder of images or `builtin`.")
+    found, skipped = [], []
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs.sort()
-        found += [Path(root) / f for f in sorted(files) if f.lower().endswith(IMAGE_SUFFIXES)]
-    return found
+        for name in sorted(files):
+            if not name.lower().endswith(IMAGE_SUFFIXES):
+                continue
+            path = Path(root) / name
+            try:
+                mode = os.stat(path).st_mode
+            except OSError as e:
+                skipped.append(f"{path}: {'a broken link' if os.path.islink(path) else 'cannot read it'} "
+                               f"({e.strerror or e}).")
+                continue
+            if stat.S_ISREG(mode):
+                found.append(path)
+            elif not stat.S_ISDIR(mode):   # a symlink to a folder is not an image either, but not news
+                skipped.append(f"{path} is not a regular file (a pipe, socket or device).")
+    return found, skipped
+
+
+def find_images(folder) -> list[Path]:
+    """Image files under `folder` (see scan_images; the skipped entries are dropped)."""
+    return scan_images(folder)[0]
 
 
 def _builtin(name: str) -> np.ndarray:
@@ -62,12 +92,20 @@ class ImageSet:
 
     @classmethod
     def load(cls, source, channels: int = 3, val_fraction: float = 0.1) -> ImageSet:
+        try:
+            check_channels(channels)
+        except ImageError as e:
+            raise DataError(str(e)) from None
+        if str(source) == "shapes":   # generated coloured shapes, for diffusion sampling (core/shapes.py)
+            from denoise_studio.core.shapes import shapes_imageset
+            return shapes_imageset()
         if str(source) == "builtin":
             train = [cls._tensor(_builtin(n), channels, 8) for n in BUILTIN_TRAIN]
             val = [cls._tensor(_builtin(n), channels, 8) for n in BUILTIN_VAL]
             return cls(train, val, [], list(BUILTIN_TRAIN))
-        paths = find_images(source)
-        images, names, skipped = [], [], []
+        paths, skipped = scan_images(source)
+        entries = len(paths) + len(skipped)
+        images, names = [], []
         for p in paths:
             try:
                 im = load_image(p)
@@ -77,7 +115,7 @@ class ImageSet:
             images.append(cls._tensor(im.pixels, channels, im.bit_depth))
             names.append(str(p))
         if not images:
-            why = f"none of its {len(paths)} image file(s) could be read" if paths else "it holds no image files"
+            why = f"none of its {entries} image file(s) could be read" if entries else "it holds no image files"
             raise DataError(f"{source}: {why} (PNG, JPEG, TIFF, BMP, WebP); choose another folder or `builtin`.")
         n_val = max(1, round(len(images) * val_fraction)) if len(images) >= 5 else 0
         # Hold out every k-th image so the split does not depend on folder order quirks.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from denoise_studio.core import limits
 from denoise_studio.core.analysis import analyze, downsampling_factor, peak_inference_bytes
 from denoise_studio.core.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
 from denoise_studio.core.devices import resolve_device
@@ -91,14 +93,25 @@ def load_model(run_or_checkpoint, device="auto") -> LoadedModel:
 
 
 def add_noise(pixels: np.ndarray, sigma255: float, seed: int = 0) -> np.ndarray:
-    """Clean [0, 1] pixels plus N(0, (σ/255)²), in float, unclipped (the published convention)."""
+    """Clean [0, 1] pixels plus N(0, (σ/255)²), in float, unclipped (the published convention).
+    float32 throughout and in place: one image-sized temporary, never a float64 one."""
     rng = np.random.default_rng(seed)
-    return (pixels + rng.standard_normal(pixels.shape).astype(np.float32) * (sigma255 / 255.0)).astype(np.float32)
+    noise = rng.standard_normal(pixels.shape, dtype=np.float32)
+    noise *= np.float32(sigma255 / 255.0)
+    noise += pixels
+    return noise
 
 
 def estimate_sigma255(chw: np.ndarray) -> float:
+    """The noise σ (0–255) of a real photo, from its finest wavelet details (scikit-image).
+    A flat image, or one too small for the estimate, has no measurable noise: 0, never NaN."""
     from skimage.restoration import estimate_sigma
-    return float(estimate_sigma(np.clip(chw, 0, 1), channel_axis=0, average_sigmas=True)) * 255.0
+    if chw.size == 0 or float(np.ptp(chw)) == 0.0:
+        return 0.0
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        sigma = float(estimate_sigma(np.clip(chw, 0, 1), channel_axis=0, average_sigmas=True)) * 255.0
+    return sigma if math.isfinite(sigma) else 0.0
 
 
 def _pad(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
@@ -120,32 +133,111 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
     return starts + [size - tile]
 
 
+@dataclass
+class TilePlan:
+    """How predict covers an image: padded to a multiple of the network's factor only (never
+    to a whole tile: a 65535×1 image stays 4 rows high), then tiles of th×tw, each at most
+    tile² pixels."""
+    h: int
+    w: int
+    H: int          # padded size
+    W: int
+    th: int         # tile size; th == H and tw == W: one pass, no tiling
+    tw: int
+    overlap: int
+    ys: list
+    xs: list
+
+    @property
+    def tiled(self) -> bool:
+        return len(self.ys) * len(self.xs) > 1
+
+
+def plan_tiles(lm: LoadedModel, h: int, w: int, tile: int | None = -1, overlap: int | None = None) -> TilePlan:
+    """tile -1: the network's default, None or 0: never tile."""
+    f = lm.factor
+    tile = lm.default_tile if tile == -1 else tile
+    H, W = h + (-h) % f, w + (-w) % f
+    if not tile:
+        return TilePlan(h, w, H, W, H, W, 0, [0], [0])
+    tile = max(f, tile // f * f)
+    overlap = min(lm.overlap if overlap is None else overlap, tile // 2)
+    th, tw = min(tile, H), min(tile, W)
+    # A thin image gets long tiles of the same area: a 60000×1 strip in 512×1 tiles would be 120
+    # network calls of a few hundred pixels each, where one call of the same memory suffices.
+    if tw < tile:
+        th = min(H, max(tile, tile * tile // tw // f * f))
+    elif th < tile:
+        tw = min(W, max(tile, tile * tile // th // f * f))
+    return TilePlan(h, w, H, W, th, tw, overlap, _starts(H, th, overlap), _starts(W, tw, overlap))
+
+
+def network_bytes(lm: LoadedModel, h: int, w: int) -> int:
+    """Activation memory of one forward pass at h×w (batch 1, fp32), from the spec's analysis:
+    every block's output (a bound: without grad not all live at once), plus each attention
+    block's (H·W)² score matrix per head, the cost that grows fastest."""
+    s0 = max(64, 4 * lm.factor)
+    a = analyze(lm.spec, s0)
+    scale = h * w / (s0 * s0)
+    total = int(a.activation_bytes * scale)
+    for b, block in zip(a.blocks, lm.spec.blocks):
+        if b.type == "attention":
+            positions = b.input_shape[1] * b.input_shape[2] * scale
+            heads = block.get("heads", 1) if isinstance(block.get("heads", 1), int) else 1
+            total += int(2 * 4 * max(heads, 1) * positions * positions)   # scores and their softmax
+    return total
+
+
+def predict_bytes(lm: LoadedModel, c: int, h: int, w: int, tile: int | None = -1) -> int:
+    """What predict will allocate for a (c, h, w) input: padded copies, the blended output and
+    its weights when tiled, and one tile's activations."""
+    plan = plan_tiles(lm, h, w, tile)
+    image = 4 * c * plan.H * plan.W
+    buffers = 3 * image + 4 * plan.H * plan.W if plan.tiled else 2 * image
+    return buffers + network_bytes(lm, plan.th, plan.tw)
+
+
+IMAGE_COPIES = 12   # float32 copies of an image around a prediction: noisy, prepared, output, noise, saving
+
+
+def denoise_bytes(lm: LoadedModel, h: int, w: int, tile: int | None = -1, ensemble: bool = False) -> int:
+    """The whole cost of denoising an h×w image, end to end (checked before it is decoded)."""
+    c = lm.spec.in_channels
+    extra = 2 * 4 * c * h * w if ensemble else 0   # a turned copy and the running mean
+    return IMAGE_COPIES * 4 * c * h * w + extra + predict_bytes(lm, c, h, w, tile)
+
+
+def check_denoise_memory(lm: LoadedModel, h: int, w: int, tile: int | None = -1, ensemble: bool = False) -> None:
+    plan = plan_tiles(lm, h, w, tile)
+    limits.check_memory(denoise_bytes(lm, h, w, tile, ensemble),
+                        f"denoising {w}×{h} in {plan.tw}×{plan.th} tiles" if plan.tiled else f"denoising {w}×{h} "
+                        "in one pass", "use a smaller --tile (the default tiles large images), or crop the image.",
+                        lm.device)
+
+
 @torch.no_grad()
 def predict(lm: LoadedModel, x: torch.Tensor, cond: torch.Tensor | None, tile: int | None = -1,
             overlap: int | None = None) -> torch.Tensor:
     """The network's output for network input x (C, H, W), tiled when larger than tile×tile
-    (tile -1: the network's default, None or 0: never tile)."""
+    (tile -1: the network's default, None or 0: never tile). Refuses, before allocating, a
+    plan that would not fit in memory (LimitError)."""
     c, h, w = x.shape
-    tile = lm.default_tile if tile == -1 else tile
-    f = lm.factor
-    overlap = lm.overlap if overlap is None else overlap
-    if tile:
-        tile = max(f, tile // f * f)
-        overlap = min(overlap, tile // 2)
-    ph, pw = (-h) % f, (-w) % f
-    if not tile or (h + ph <= tile and w + pw <= tile):
-        xp = _pad(x[None], ph, pw)
+    plan = plan_tiles(lm, h, w, tile, overlap)
+    limits.check_memory(predict_bytes(lm, c, h, w, tile), f"a {w}×{h} prediction",
+                        "use a smaller tile, or crop the image.", lm.device)
+    xp = _pad(x[None], plan.H - h, plan.W - w)
+    if not plan.tiled:
         return lm.model(xp.to(lm.device), cond).float().cpu()[0, :, :h, :w]
-    xp = _pad(x[None], max(0, tile - h), max(0, tile - w))[0]   # at least one tile in each direction
-    H, W = xp.shape[1:]
-    out = torch.zeros(c, H, W)
-    weight = torch.zeros(1, H, W)
-    win = _ramp(tile, overlap)[:, None] * _ramp(tile, overlap)[None, :]
-    for y in _starts(H, tile, overlap):
-        for x0 in _starts(W, tile, overlap):
-            patch = xp[None, :, y:y + tile, x0:x0 + tile].to(lm.device)
-            out[:, y:y + tile, x0:x0 + tile] += lm.model(patch, cond).float().cpu()[0] * win
-            weight[:, y:y + tile, x0:x0 + tile] += win
+    xp = xp[0]
+    th, tw = plan.th, plan.tw
+    out = torch.zeros(c, plan.H, plan.W)
+    weight = torch.zeros(1, plan.H, plan.W)
+    win = _ramp(th, plan.overlap)[:, None] * _ramp(tw, plan.overlap)[None, :]
+    for y in plan.ys:
+        for x0 in plan.xs:
+            patch = xp[None, :, y:y + th, x0:x0 + tw].to(lm.device)
+            out[:, y:y + th, x0:x0 + tw] += lm.model(patch, cond).float().cpu()[0] * win
+            weight[:, y:y + th, x0:x0 + tw] += win
     out /= weight   # in place: at 4096² every full-size copy is 200 MB
     return out[:, :h, :w]
 
@@ -176,6 +268,8 @@ def denoise(lm: LoadedModel, noisy: np.ndarray, sigma255: float | None = None,
     """Denoise a (C, H, W) noisy image; σ (0–255) is estimated when not given.
     ensemble: average over the 8 flips and quarter turns (predict_ensemble)."""
     estimated = sigma255 is None
+    _, h, w = noisy.shape
+    check_denoise_memory(lm, h, w, tile, ensemble)
     if estimated:
         sigma255 = estimate_sigma255(noisy)
     level = torch.tensor([lm.noise.level_for_sigma(sigma255)], dtype=torch.float32)
