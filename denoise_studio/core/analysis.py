@@ -135,6 +135,11 @@ def input_channels(spec: ArchitectureSpec) -> int:
     return spec.in_channels + (1 if spec.conditioning == "noise_level" else 0)
 
 
+def input_channels_valid(spec: ArchitectureSpec) -> bool:
+    c = spec.in_channels
+    return isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= 64
+
+
 def _check_top(spec: ArchitectureSpec) -> list[Issue]:
     issues = []
 
@@ -147,7 +152,7 @@ def _check_top(spec: ArchitectureSpec) -> list[Issue]:
             err(f'"{key}" is {show(value)}; it must be a string.', f'set "{key}" to a text.',
                 {"set_top": {key: str(getattr(spec, key))}})
     c = spec.in_channels
-    if not isinstance(c, int) or isinstance(c, bool) or not 1 <= c <= 64:
+    if not input_channels_valid(spec):
         err(f'"in_channels" is {show(c)}; it must be an integer from 1 to 64 (3 for RGB, 1 for grey).',
             "set it to 3.", {"set_top": {"in_channels": 3}})
     if not (isinstance(spec.predict, str) and spec.predict == "noise"):
@@ -193,7 +198,7 @@ def _check_head(spec, reports, size) -> list[Issue]:
     b = spec.blocks[last]
     bt = BLOCK_TYPES.get(block_type_name(b))
     out = reports[-1].output_shape
-    c = spec.in_channels if isinstance(spec.in_channels, int) else 3
+    c = spec.in_channels if input_channels_valid(spec) else 3
     head_fix = {"block": last, "set": {"norm": "none", "act": "none"}}
     if out[0] != c:
         if bt is not None and any(p.name == "out_channels" for p in bt.params):
