@@ -106,9 +106,9 @@ def cmd_denoise(args) -> int:
             continue
         if args.sigma is not None:
             hwc = lambda chw: chw.transpose(1, 2, 0)  # noqa: E731
-            print(f"{name}: noisy {psnr(noisy, clean):.2f} dB SSIM {ssim(hwc(noisy), hwc(clean)):.3f}  →  "
+            print(f"{name}: noisy {psnr(noisy, clean):.2f} dB SSIM {_ssim_text(ssim(hwc(noisy), hwc(clean)))}  →  "
                   f"denoised {psnr(result.reconstruction, clean):.2f} dB SSIM "
-                  f"{ssim(hwc(result.reconstruction), hwc(clean)):.3f}  →  {plan['denoised']}")
+                  f"{_ssim_text(ssim(hwc(result.reconstruction), hwc(clean)))}  →  {plan['denoised']}")
         else:
             print(f"{name}: denoised (estimated σ {result.sigma255:.1f}) → {plan['denoised']}")
     return EXIT_INVALID if failed else 0
@@ -169,9 +169,14 @@ def cmd_eval(args) -> int:
         print(f"{len(scores['noisy'])} images from {args.data}, σ = {args.sigma:g}")
         print(f"{'method':<10} {'PSNR dB':>8} {'SSIM':>7}")
         for m, r in summary.items():
-            ssim_text = "n/a" if r["ssim"] is None else f"{r['ssim']:.4f}"
-            print(f"{m:<10} {r['psnr']:>8.2f} {ssim_text:>7}")
+            print(f"{m:<10} {r['psnr']:>8.2f} {_ssim_text(r['ssim'], 4):>7}")
     return 0
+
+
+def _ssim_text(value, digits: int = 3) -> str:
+    """SSIM needs a 3×3 window: on thinner images it is undefined, shown as n/a rather than nan."""
+    import math
+    return "n/a" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
 def _mean_defined(values) -> float | None:

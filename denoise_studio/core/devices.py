@@ -60,6 +60,7 @@ def list_devices() -> list[DeviceInfo]:
 def resolve_device(name: str = "auto") -> torch.device:
     """auto picks CUDA, then MPS, then CPU; an unavailable choice is a DeviceError."""
     name = (name or "auto").lower()
+    shown = repr(name if len(name) <= 40 else name[:40] + "…")   # a 5000-character name is not echoed whole
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -68,7 +69,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise DeviceError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps.") from None
+        raise DeviceError(f"unknown device {shown}; use auto, cpu, cuda, cuda:N or mps.") from None
     if dev.type == "cuda":
         info = next(d for d in list_devices() if d.id.startswith("cuda"))
         if not info.available:
@@ -81,7 +82,7 @@ def resolve_device(name: str = "auto") -> torch.device:
         if mps is None or not mps.is_available():
             raise DeviceError(f"device {name} is not available: no Metal device; use --device cpu.")
     elif dev.type != "cpu":
-        raise DeviceError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps.")
+        raise DeviceError(f"unsupported device {shown}; use auto, cpu, cuda, cuda:N or mps.")
     return dev
 
 

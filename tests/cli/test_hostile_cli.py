@@ -408,3 +408,19 @@ def test_results_and_specs_follow_the_umask(umask, mode, tmp_path):
     subprocess.run([sys.executable, "-c", code, str(img), str(spec)], check=True, timeout=60,
                    env=dict(os.environ, PYTHONPATH=ROOT), cwd=ROOT)
     assert (img.stat().st_mode & 0o777, spec.stat().st_mode & 0o777) == (mode, mode)
+
+
+@pytest.mark.parametrize("device", ["gpu", "cuda:-1", "cuda:x", "meta", " ", "d" * 5000])
+def test_bad_devices_are_one_line(device, ckpt, photo, tmp_path, capsys):
+    code, _, err = run_cli(capsys, ["denoise", ckpt, photo, "--out", tmp_path / "o", "--device", device])
+    assert_one_line(code, err)
+    assert "device" in err and len(err) < 300
+    assert not (tmp_path / "o").exists()
+
+
+def test_metrics_of_images_too_thin_for_ssim_say_n_a(ckpt, tmp_path, capsys):
+    thin = _img(tmp_path / "thin.png", 2, 40)
+    code, out, err = run_cli(capsys, ["denoise", ckpt, thin, "--out", tmp_path / "o", "--sigma", "25"])
+    assert code == 0 and "SSIM n/a" in out and "nan" not in out.lower()
+    code, out, err = run_cli(capsys, ["eval", ckpt, "--data", thin, "--sigma", "25", "--json"])
+    assert code == 0 and json.loads(out)["results"]["network"]["ssim"] is None
