@@ -44,9 +44,17 @@ def block_cases():
             yield pytest.param(index, key, value, id=f"{block['type']}.{key!r}={value!r:.12}")
 
 
-def check_analysis(d):
-    """analyze never raises; every issue is one line; a valid spec's numbers are the built module's."""
+def check_analysis(d, tmp_path=None, capsys=None):
+    """analyze never raises; every issue is one line; a valid spec's numbers are the built module's;
+    `inspect` prints a report (exit 0 or 2) of printable lines."""
     spec = spec_from_dict(json.loads(json.dumps(d)))
+    if tmp_path is not None:
+        path = tmp_path / "s.json"
+        path.write_text(json.dumps(d))
+        code = main(["inspect", str(path)])
+        out, err = capsys.readouterr()
+        assert code in (0, 2) and err == "" and out.splitlines()[-1] in ("valid", f"invalid: {out.count('error: ')} error(s)")
+        assert all(c.isprintable() for line in out.splitlines() for c in line)
     a = analyze(spec, 32)
     for issue in a.issues:
         assert issue.message and issue.fix and "\n" not in str(issue) and len(str(issue)) < 600
@@ -65,10 +73,10 @@ def test_the_base_network_is_valid():
 
 
 @pytest.mark.parametrize("index, key, value", list(block_cases()))
-def test_every_block_field_with_every_wrong_value(index, key, value):
+def test_every_block_field_with_every_wrong_value(index, key, value, tmp_path, capsys):
     d = doc()
     d["blocks"][index][key] = value
-    a = check_analysis(d)
+    a = check_analysis(d, tmp_path, capsys)
     if a.valid:   # only values that really are fine for the field pass: the absent optional ones
         assert value is None or (key, value) == ("conv", True), (key, value)
     else:
@@ -78,9 +86,9 @@ def test_every_block_field_with_every_wrong_value(index, key, value):
 @pytest.mark.parametrize("key", ["name", "description", "in_channels", "predict", "conditioning", "embedding_dim",
                                  "unknown_field"])
 @pytest.mark.parametrize("value", WRONG, ids=lambda v: repr(v)[:12])
-def test_every_top_level_field_with_every_wrong_value(key, value):
+def test_every_top_level_field_with_every_wrong_value(key, value, tmp_path, capsys):
     top = {"conditioning": "timestep"} if key == "embedding_dim" else {}
-    a = check_analysis(doc(**{**top, key: value}))
+    a = check_analysis(doc(**{**top, key: value}), tmp_path, capsys)
     if key in ("name", "description") and isinstance(value, str):
         assert a.valid   # any text is a fine name
         return
