@@ -119,6 +119,10 @@ def main(argv=None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print_error(f"{where}{e.strerror or e}; check the path, its permissions and the free space.")
         return EXIT_INVALID
+    except MemoryError:
+        # Estimates refuse what will not fit before allocating; this is the net under them.
+        print_error("ran out of memory; use a smaller --tile, image, batch or network.")
+        return EXIT_INVALID
     except KeyboardInterrupt:
         print("denoise-studio: interrupted", file=sys.stderr)
         return 130

@@ -99,7 +99,8 @@ def load_image(path, plan_bytes=None) -> LoadedImage:
             Image.MAX_IMAGE_PIXELS = pixel_cap   # Pillow's own check at open: the same cap
             with Image.open(path) as im:
                 w, h = im.size
-                _check_size(name, w, h, len(im.getbands()), plan_bytes)
+                bands = 4 if im.mode in ("P", "PA") else len(im.getbands())   # a palette decodes to RGBA
+                _check_size(name, w, h, bands, plan_bytes)
                 if getattr(im, "n_frames", 1) > 1:
                     im.seek(0)   # animated: the first frame
                 im.load()

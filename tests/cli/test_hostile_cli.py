@@ -424,3 +424,14 @@ def test_metrics_of_images_too_thin_for_ssim_say_n_a(ckpt, tmp_path, capsys):
     assert code == 0 and "SSIM n/a" in out and "nan" not in out.lower()
     code, out, err = run_cli(capsys, ["eval", ckpt, "--data", thin, "--sigma", "25", "--json"])
     assert code == 0 and json.loads(out)["results"]["network"]["ssim"] is None
+
+
+def test_running_out_of_memory_anyway_is_one_line(ckpt, photo, tmp_path, capsys, monkeypatch):
+    from denoise_studio.core import inference
+
+    def oom(*a, **k):
+        raise MemoryError
+    monkeypatch.setattr(inference, "denoise", oom)
+    code, _, err = run_cli(capsys, ["denoise", ckpt, photo, "--out", tmp_path / "o"])
+    assert_one_line(code, err)
+    assert "out of memory" in err and not (tmp_path / "o").exists()
