@@ -1,5 +1,5 @@
-"""Work the image pane does off the GUI thread: denoise one image (network, then each
-classical baseline as it finishes), the PSNR-vs-σ sweep, feature maps, and batches.
+"""Work the image pane does off the GUI thread: denoise one image (the network first, then
+each classical baseline as it finishes), the PSNR-vs-σ sweep, feature maps, and batches.
 
 Results travel by Qt signals to slots of objects living in the GUI thread; every array sent
 is freshly made, never shared with the worker.
@@ -7,10 +7,12 @@ is freshly made, never shared with the worker.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from PySide6.QtCore import QObject, QRunnable, Signal
 
 from denoise_studio.core.baselines import BASELINES, run_baseline
@@ -21,6 +23,14 @@ from denoise_studio.core.inference import (NOISE_SEED, LoadedModel, add_noise, d
                                            feature_maps, psnr_sweep)
 from denoise_studio.core.metrics import psnr, ssim
 
+# Fastest first, so the baselines stream in after the network and the slowest never holds
+# the others back (seconds on a 512² colour image, 2 busy cores).
+BASELINE_ORDER = ("gaussian", "wavelet", "nl-means", "median", "tv")   # 0.02, 0.07, 0.16, 0.27, 0.53
+assert set(BASELINE_ORDER) == set(BASELINES)
+
+
+class Cancelled(Exception):
+    """Raised inside a job when its work is no longer wanted (a newer σ, or Cancel)."""
 
 
 @dataclass
@@ -34,6 +44,10 @@ class ImageRequest:
     baselines: bool = True
     sweep: bool = False
     ensemble: bool = False          # ×8 self-ensemble (core.inference.predict_ensemble)
+    # True while this request is still wanted; checked between stages (and between network
+    # passes), so a stale job stops instead of delaying the next one.
+    live: Callable[[], bool] = lambda: True
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -45,6 +59,9 @@ class ImageResult:
     sigma255: float = 0.0
     estimated: bool = False
     final: bool = False
+    stage: str = "network"                         # network · ensemble · baseline
+    noisy_chw: np.ndarray | None = None            # what the baselines run on (network stage only)
+    clean_chw: np.ndarray | None = None
 
 
 def _hwc(chw: np.ndarray, grey: bool) -> np.ndarray:
@@ -63,9 +80,28 @@ class JobSignals(QObject):
     progress = Signal(int, int, str)   # done, total, message
     batch_done = Signal(object)   # summary dict
     features = Signal(int, object)   # generation, grid array (or an error message)
+    ensemble_progress = Signal(int, int, int)   # generation, network passes done, passes in all
+    cancelled = Signal(int)       # generation whose ×8 was cancelled by the user
+
+
+class _Counted(torch.nn.Module):
+    """The network with a hook before each pass: counts passes, and stops a stale job there
+    (core's denoise has no cancel; a pass is a fraction of a second)."""
+
+    def __init__(self, inner: torch.nn.Module, before_pass: Callable[[], None]):
+        super().__init__()
+        self.inner, self.before_pass = inner, before_pass
+
+    def forward(self, x, cond=None):
+        self.before_pass()
+        return self.inner(x, cond)
 
 
 class DenoiseJob(QRunnable):
+    """The network's part: noisy input, then the plain network result at once, then (when
+    asked) the ×8 self-ensemble with progress. The baselines are a BaselineJob the pane starts
+    when this result arrives, so they never hold the network back."""
+
     def __init__(self, req: ImageRequest, signals: JobSignals):
         super().__init__()
         self.req, self.signals = req, signals
@@ -73,11 +109,20 @@ class DenoiseJob(QRunnable):
     def run(self) -> None:
         try:
             self._run()
+        except Cancelled:
+            if self.req.cancel.is_set() and self.req.live():
+                self.signals.cancelled.emit(self.req.generation)
         except Exception as e:   # a worker must never die silently
             self.signals.failed.emit(self.req.generation, f"{type(e).__name__}: {e}")
 
+    def _check(self, cancellable: bool = False) -> None:
+        """Stop if a newer request replaced this one, or (×8 only) the user pressed Cancel."""
+        if not self.req.live() or (cancellable and self.req.cancel.is_set()):
+            raise Cancelled
+
     def _run(self) -> None:
         req = self.req
+        self._check()
         channels = req.model.spec.in_channels if req.model else (1 if req.grey else 3)
         chw = to_channels(req.pixels, channels)
         res = ImageResult(req.generation)
@@ -92,28 +137,81 @@ class DenoiseJob(QRunnable):
             noisy = chw
             sigma = estimate_sigma255(noisy) if req.sigma255 is None else float(req.sigma255)
             res.estimated = req.sigma255 is None
-        res.sigma255 = sigma
+        res.sigma255, res.noisy_chw, res.clean_chw = sigma, noisy, clean
         res.images["noisy"] = _hwc(np.clip(noisy, 0, 1), req.grey)
         if clean is not None:
             res.metrics["noisy"], res.scores["noisy"] = score_text(res.images["noisy"], res.images["clean"])
+        passes = [0]
+
+        def before_pass():
+            self._check()
+            passes[0] += 1
+
         if req.model is not None:
-            out = denoise(req.model, noisy, sigma, ensemble=req.ensemble)
-            res.images["noise"] = _hwc(out.noise, req.grey)
-            res.images["reconstruction"] = _hwc(out.reconstruction, req.grey)
-            if clean is not None:
-                res.metrics["reconstruction"], res.scores["reconstruction"] = score_text(
-                    res.images["reconstruction"], res.images["clean"])
+            model = replace(req.model, model=_Counted(req.model.model, before_pass))
+            self._network(res, denoise(model, noisy, sigma), req.grey)
         self.signals.result.emit(res)
-        if req.baselines:
-            for name in BASELINES:
-                part = ImageResult(req.generation, sigma255=sigma, estimated=res.estimated)
-                part.images[name] = _hwc(run_baseline(name, noisy, sigma), req.grey)
-                if clean is not None:
-                    part.metrics[name], part.scores[name] = score_text(part.images[name], res.images["clean"])
+        try:
+            self._ensemble(res, noisy, passes, before_pass)
+        finally:
+            self.signals.result.emit(ImageResult(req.generation, final=True, sigma255=sigma, stage="network"))
+
+    def _ensemble(self, res: ImageResult, noisy: np.ndarray, passes: list, before_pass) -> None:
+        req = self.req
+        if req.model is not None and req.ensemble:
+            per_orientation, passes[0] = passes[0], 0
+            total = 8 * per_orientation
+
+            def counted():
+                self._check(cancellable=True)
+                before_pass()
+                self.signals.ensemble_progress.emit(req.generation, passes[0] - 1, total)
+
+            model = replace(req.model, model=_Counted(req.model.model, counted))
+            out = denoise(model, noisy, res.sigma255, ensemble=True)
+            self.signals.ensemble_progress.emit(req.generation, total, total)
+            part = ImageResult(req.generation, sigma255=res.sigma255, estimated=res.estimated, stage="ensemble")
+            self._network(part, out, req.grey, res.images.get("clean"))
+            self.signals.result.emit(part)
+
+    @staticmethod
+    def _network(res: ImageResult, out, grey: bool, clean: np.ndarray | None = None) -> None:
+        res.images["noise"] = _hwc(out.noise, grey)
+        res.images["reconstruction"] = _hwc(out.reconstruction, grey)
+        clean = res.images.get("clean") if clean is None else clean
+        if clean is not None:
+            res.metrics["reconstruction"], res.scores["reconstruction"] = score_text(
+                res.images["reconstruction"], clean)
+
+
+class BaselineJob(QRunnable):
+    """The classical baselines on the noisy input the network saw, fastest first, each shown as
+    it finishes; then the PSNR-vs-σ sweep; then a final result that clears the busy state."""
+
+    def __init__(self, req: ImageRequest, noisy: np.ndarray, clean: np.ndarray | None, sigma255: float,
+                 estimated: bool, signals: JobSignals, sweep: bool):
+        super().__init__()
+        self.req, self.noisy, self.clean, self.signals = req, noisy, clean, signals
+        self.sigma255, self.estimated, self.sweep = sigma255, estimated, sweep
+
+    def run(self) -> None:
+        req = self.req
+        try:
+            clean_hwc = None if self.clean is None else _hwc(self.clean, req.grey)
+            for name in BASELINE_ORDER if req.baselines else ():
+                if not req.live():
+                    return
+                part = ImageResult(req.generation, sigma255=self.sigma255, estimated=self.estimated,
+                                   stage="baseline")
+                part.images[name] = _hwc(run_baseline(name, self.noisy, self.sigma255), req.grey)
+                if clean_hwc is not None:
+                    part.metrics[name], part.scores[name] = score_text(part.images[name], clean_hwc)
                 self.signals.result.emit(part)
-        if req.sweep and req.model is not None and clean is not None:
-            self.signals.sweep.emit(req.generation, psnr_sweep(req.model, clean))
-        self.signals.result.emit(ImageResult(req.generation, final=True, sigma255=sigma))
+            if self.sweep and req.live() and req.model is not None and self.clean is not None:
+                self.signals.sweep.emit(req.generation, psnr_sweep(req.model, self.clean))
+        except Exception as e:   # a worker must never die silently
+            self.signals.failed.emit(req.generation, f"{type(e).__name__}: {e}")
+        self.signals.result.emit(ImageResult(req.generation, final=True, sigma255=self.sigma255, stage="baseline"))
 
 
 class FeatureJob(QRunnable):
