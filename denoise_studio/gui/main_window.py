@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
@@ -294,13 +295,15 @@ class MainWindow(QMainWindow):
 
     # --- the current network, for the image pane ---
     def current_model(self):
-        """The current run's best checkpoint (else last), loaded once per file version; None if none."""
+        """The current run's best checkpoint (else last); until a run has one, the pretrained
+        network shipped with the app. Loaded once per file version; None if there is none."""
+        from denoise_studio.core import presets
         from denoise_studio.core.inference import load_model
         run = self.training.current_run
-        if run is None:
-            return None
-        for name in ("best", "last"):
-            path = Path(run) / "checkpoints" / f"{name}.safetensors"
+        candidates = [Path(run) / "checkpoints" / f"{n}.safetensors" for n in ("best", "last")] if run else []
+        # The shipped file by path, not the name "pretrained": a folder of that name in the
+        # working directory must not replace it here.
+        for path in [*candidates, presets.pretrained_path()]:
             if path.is_file():
                 key = (str(path), path.stat().st_mtime_ns)
                 if self._model_cache is None or self._model_cache[0] != key:
@@ -400,8 +403,55 @@ class MainWindow(QMainWindow):
             except DenoiseError:
                 pass
 
+    # --- closing ---
+    # While a run trains, closing offers: "stop" (finish the step, save the checkpoint and a
+    # finished event, then close), "background" (the training child goes on headless and can be
+    # watched or reopened later) or "cancel". Setting close_choice answers without the dialog
+    # (tests; Ctrl+C, which stops and keeps the checkpoint).
+    close_choice: str | None = None
+    quitting_on_signal = False
+
+    def ask_close_choice(self) -> str:
+        if self.close_choice is not None:
+            return self.close_choice
+        run = self.training.current_run
+        box = QMessageBox(QMessageBox.Icon.Question, "Training in progress",
+                          f"A run is training (step {self.training.last_step:,}) into {run}.", parent=self)
+        box.setInformativeText("Stop it and keep its checkpoint, or let it go on in the background? A run left "
+                               "in the background can be followed with Open run… or `denoise-studio watch`.")
+        stop = box.addButton("Stop and keep checkpoint", QMessageBox.ButtonRole.AcceptRole)
+        background = box.addButton("Keep training in background", QMessageBox.ButtonRole.ActionRole)
+        cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(stop)
+        box.setEscapeButton(cancel)
+        box.exec()
+        return {stop: "stop", background: "background"}.get(box.clickedButton(), "cancel")
+
+    def quit_on_signal(self) -> None:
+        """Ctrl+C or SIGTERM in the terminal: quit like File › Quit, without any dialog; a run stops
+        and keeps its checkpoint, unsaved edits stay in the autosave for recovery. A second signal
+        while the run is still saving kills it (every file is written atomically)."""
+        if self.quitting_on_signal:
+            self.training.session.kill()
+            return
+        self.quitting_on_signal = True
+        self.close_choice = "stop"
+        self.close()
+
     def closeEvent(self, event):
-        if not self.confirm_discard():
+        if self.training.session.running:
+            choice = self.ask_close_choice()
+            if choice == "cancel":
+                event.ignore()
+                return
+            if choice == "background":
+                pid = self.training.keep_training_in_background()
+                print(f"denoise-studio: training goes on in process {pid}, writing {self.training.current_run}; "
+                      f"follow it with `denoise-studio watch {self.training.current_run}`.", file=sys.stderr)
+        keep_autosave = self.quitting_on_signal and self.doc.modified
+        if keep_autosave:
+            self.autosave()
+        elif not self.confirm_discard():
             event.ignore()
             return
         self.training.shutdown()
@@ -410,6 +460,7 @@ class MainWindow(QMainWindow):
         s.setValue("window_state", self.saveState())
         s.setValue("last_spec", str(self.doc.path) if self.doc.path else "")
         self._autosave_timer.stop()
-        self.autosave_path().unlink(missing_ok=True)   # a clean exit leaves nothing to recover
+        if not keep_autosave:
+            self.autosave_path().unlink(missing_ok=True)   # a clean exit leaves nothing to recover
         event.accept()
 
