@@ -116,7 +116,8 @@ def spec_from_dict(d, source: str = "spec") -> ArchitectureSpec:
 
 
 def _short(value) -> str:
-    from denoise_studio.core.blocks import show   # blocks imports modules (torch): only on an error
+    # blocks imports torch (through modules): only import it when there is an error to show
+    from denoise_studio.core.blocks import show
     return show(value)
 
 

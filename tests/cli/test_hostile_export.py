@@ -77,7 +77,7 @@ def run(capsys, *argv):
 def test_export_to_an_existing_folder_is_one_line(tiny, tmp_path, capsys, fmt):
     folder = tmp_path / "existing"
     folder.mkdir()
-    code, out, err = run(capsys, "export", str(tiny), "--format", fmt, "--out", str(folder))
+    code, _, err = run(capsys, "export", str(tiny), "--format", fmt, "--out", str(folder))
     assert code == 2 and "is a folder; give a file name" in err and len(err.strip().splitlines()) == 1
     assert list(folder.iterdir()) == [] and "Traceback" not in err
 

@@ -81,7 +81,8 @@ def test_weights_that_do_not_match_the_spec(saved, tmp_path):
     other["blocks"][1]["out_channels"] = 8
     p = tmp_path / "mismatch.safetensors"
     save_checkpoint(p, net, {"spec": other, "step": 1})
-    with pytest.raises(CheckpointError, match=r"do not match its spec \(blocks.0.conv.bias has shape \[16\], the spec needs \[8\]\)") as e:
+    words = r"do not match its spec \(blocks.0.conv.bias has shape \[16\], the spec needs \[8\]\)"
+    with pytest.raises(CheckpointError, match=words) as e:
         load_checkpoint(p)   # checked against the spec's shapes before any network is built
     assert "\n" not in str(e.value)
     ckpt = load_checkpoint(path)

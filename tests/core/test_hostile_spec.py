@@ -14,7 +14,6 @@ from denoise_studio.core.errors import DenoiseError, SpecFormatError, SpecInvali
 from denoise_studio.core.limits import LimitError
 from denoise_studio.core.network import build_network
 from denoise_studio.core.spec import load_spec_file, spec_from_dict, spec_from_json
-from tests.imagegen import TINY_SPEC
 
 WRONG = [None, "abc", "3", 3.5, True, [], {}, [1], {"a": 1}, -1, 0, 10**400, "\u0000", ["conv"], float("nan")]
 HEAD = {"type": "conv", "out_channels": 3, "norm": "none", "act": "none"}
@@ -53,7 +52,8 @@ def check_analysis(d, tmp_path=None, capsys=None):
         path.write_text(json.dumps(d))
         code = main(["inspect", str(path)])
         out, err = capsys.readouterr()
-        assert code in (0, 2) and err == "" and out.splitlines()[-1] in ("valid", f"invalid: {out.count('error: ')} error(s)")
+        last = out.splitlines()[-1]
+        assert code in (0, 2) and err == "" and last in ("valid", f"invalid: {out.count('error: ')} error(s)")
         assert all(c.isprintable() for line in out.splitlines() for c in line)
     a = analyze(spec, 32)
     for issue in a.issues:
