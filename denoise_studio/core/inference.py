@@ -188,31 +188,56 @@ def network_bytes(lm: LoadedModel, h: int, w: int) -> int:
     return total
 
 
-def predict_bytes(lm: LoadedModel, c: int, h: int, w: int, tile: int | None = -1) -> int:
-    """What predict will allocate for a (c, h, w) input: padded copies, the blended output and
-    its weights when tiled, and one tile's activations."""
+def _on_cpu(lm: LoadedModel) -> bool:
+    return getattr(lm.device, "type", str(lm.device)) == "cpu"
+
+
+def predict_bytes(lm: LoadedModel, c: int, h: int, w: int, tile: int | None = -1) -> tuple[int, int]:
+    """(host bytes, device bytes) predict will allocate for a (c, h, w) input. Host: padded copies,
+    the blended output and its weights when tiled. Device: one tile in and out, and the network's
+    activations for it (on a CPU model both are host memory)."""
     plan = plan_tiles(lm, h, w, tile)
     image = 4 * c * plan.H * plan.W
-    buffers = 3 * image + 4 * plan.H * plan.W if plan.tiled else 2 * image
-    return buffers + network_bytes(lm, plan.th, plan.tw)
+    host = 3 * image + 4 * plan.H * plan.W if plan.tiled else 2 * image
+    return host, 2 * 4 * c * plan.th * plan.tw + network_bytes(lm, plan.th, plan.tw)
 
 
 IMAGE_COPIES = 12   # float32 copies of an image around a prediction: noisy, prepared, output, noise, saving
 
 
-def denoise_bytes(lm: LoadedModel, h: int, w: int, tile: int | None = -1, ensemble: bool = False) -> int:
-    """The whole cost of denoising an h×w image, end to end (checked before it is decoded)."""
+def _denoise_cost(lm: LoadedModel, h: int, w: int, tile, ensemble: bool) -> tuple[int, int]:
     c = lm.spec.in_channels
     extra = 2 * 4 * c * h * w if ensemble else 0   # a turned copy and the running mean
-    return IMAGE_COPIES * 4 * c * h * w + extra + predict_bytes(lm, c, h, w, tile)
+    host, device = predict_bytes(lm, c, h, w, tile)
+    return IMAGE_COPIES * 4 * c * h * w + extra + host, device
+
+
+def denoise_bytes(lm: LoadedModel, h: int, w: int, tile: int | None = -1, ensemble: bool = False) -> int:
+    """Host memory for denoising an h×w image end to end (checked before it is decoded); on a
+    CPU model this includes the network's activations."""
+    host, device = _denoise_cost(lm, h, w, tile, ensemble)
+    return host + (device if _on_cpu(lm) else 0)
+
+
+def _check(lm: LoadedModel, host: int, device: int, what: str, fix: str) -> None:
+    if _on_cpu(lm):
+        limits.check_memory(host + device, what, fix)
+    else:
+        limits.check_memory(host, what, fix)
+        limits.check_memory(device, what, fix, lm.device)
+
+
+def _describe(lm: LoadedModel, h: int, w: int, tile) -> str:
+    plan = plan_tiles(lm, h, w, tile)
+    return f"denoising {w}×{h} in {plan.tw}×{plan.th} tiles" if plan.tiled else f"denoising {w}×{h} in one pass"
+
+
+TILE_FIX = "use a smaller --tile (the default tiles large images), or crop the image."
 
 
 def check_denoise_memory(lm: LoadedModel, h: int, w: int, tile: int | None = -1, ensemble: bool = False) -> None:
-    plan = plan_tiles(lm, h, w, tile)
-    limits.check_memory(denoise_bytes(lm, h, w, tile, ensemble),
-                        f"denoising {w}×{h} in {plan.tw}×{plan.th} tiles" if plan.tiled else f"denoising {w}×{h} "
-                        "in one pass", "use a smaller --tile (the default tiles large images), or crop the image.",
-                        lm.device)
+    """Refuse (LimitError) a denoise that would not fit, before anything is allocated."""
+    _check(lm, *_denoise_cost(lm, h, w, tile, ensemble), _describe(lm, h, w, tile), TILE_FIX)
 
 
 @torch.no_grad()
@@ -223,8 +248,7 @@ def predict(lm: LoadedModel, x: torch.Tensor, cond: torch.Tensor | None, tile: i
     plan that would not fit in memory (LimitError)."""
     c, h, w = x.shape
     plan = plan_tiles(lm, h, w, tile, overlap)
-    limits.check_memory(predict_bytes(lm, c, h, w, tile), f"a {w}×{h} prediction",
-                        "use a smaller tile, or crop the image.", lm.device)
+    _check(lm, *predict_bytes(lm, c, h, w, tile), _describe(lm, h, w, tile), TILE_FIX)
     xp = _pad(x[None], plan.H - h, plan.W - w)
     if not plan.tiled:
         return lm.model(xp.to(lm.device), cond).float().cpu()[0, :, :h, :w]

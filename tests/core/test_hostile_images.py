@@ -209,3 +209,18 @@ def test_results_in_the_inputs_folder_skip_the_inputs_names(tmp_path):
     planned = {p for plan in plans for p in plan.values()}
     assert not planned & set(inputs) and len(planned) == 6
     assert plans[0]["noise"].name == "img-2_noise.png"
+
+
+def test_gpu_activations_are_checked_against_the_gpu_and_buffers_against_ram(monkeypatch):
+    import dataclasses
+    calls = []
+    monkeypatch.setattr(limits, "check_memory", lambda needed, what, fix, device=None: calls.append((needed, device)))
+    lm = model_from_spec(spec_from_dict(TINY_SPEC))
+    check_denoise_memory(lm, 1000, 1000)
+    assert [d for _, d in calls] == [None]
+    cpu_total = calls[0][0]
+    calls.clear()
+    check_denoise_memory(dataclasses.replace(lm, device=torch.device("cuda")), 1000, 1000)
+    (host, d1), (gpu, d2) = calls
+    assert d1 is None and d2.type == "cuda"
+    assert host + gpu == cpu_total and gpu >= network_bytes(lm, 512, 512)
