@@ -314,7 +314,7 @@ def analyze(spec: ArchitectureSpec, size: int = 64) -> Analysis:
     result.total_flops += sum(b.flops or 0 for b in result.blocks)
     if result.total_params > cap("PARAMS"):
         result.issues.append(Issue("error", None, f"the network has {result.total_params:,} parameters, over the "
-                                                  f"limit of {cap('PARAMS'):,}.",
+                                                  f"limit of {cap('PARAMS'):,} (DENOISE_STUDIO_MAX_PARAMS).",
                                    "use fewer channels, smaller kernels or fewer blocks (or raise the limit with "
                                    "DENOISE_STUDIO_MAX_PARAMS=N)."))
     result.activation_bytes = sum(b.activation_bytes for b in result.blocks)
@@ -331,12 +331,12 @@ def _check_out_shape(out, shape, index) -> tuple[list[Issue], tuple]:
                       "remove a downsampling, or choose a larger input size.")], out
     if c > cap("CHANNELS"):
         return [Issue("error", index, f"this point of the network has {c:,} channels, over the limit of "
-                                      f"{cap('CHANNELS'):,}.",
+                                      f"{cap('CHANNELS'):,} (DENOISE_STUDIO_MAX_CHANNELS).",
                       "use fewer channels, or merge with add instead of concat (or raise the limit with "
                       "DENOISE_STUDIO_MAX_CHANNELS=N).")], shape
     if h * w > cap("IMAGE_PIXELS"):
         return [Issue("error", index, f"the image has grown to {h:,}×{w:,} pixels, over the limit of "
-                                      f"{cap('IMAGE_PIXELS'):,}.",
+                                      f"{cap('IMAGE_PIXELS'):,} (DENOISE_STUDIO_MAX_IMAGE_PIXELS).",
                       "use as many upsamplings as downsamplings, or a smaller input size.")], shape
     return [], out
 

@@ -182,8 +182,9 @@ def _stored_spec(meta: dict, path) -> ArchitectureSpec:
     if errors:
         first = errors[0]
         where = f"block {first.block}: " if first.block is not None else ""
-        raise CheckpointError(f"{path}: its stored network is invalid ({where}{first.message}); the file was "
-                              "damaged or made by something other than Denoise Studio.")
+        raise CheckpointError(f"{path}: its stored network is invalid ({where}{first.message.rstrip('.')}); the "
+                              "file was damaged, made by something other than Denoise Studio, or made with a "
+                              "raised limit.")
     return spec
 
 
