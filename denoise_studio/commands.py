@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 from denoise_studio import args as types
 from denoise_studio.args import EXIT_INVALID, positive_int
@@ -83,7 +82,7 @@ def cmd_denoise(args) -> int:
     check_channels(lm.spec.in_channels)
     c = lm.spec.in_channels
     failed = 0
-    for i, (name, plan) in enumerate(zip(args.images, plans)):
+    for i, (name, plan) in enumerate(zip(args.images, plans, strict=True)):
         try:
             im = load_image(name, plan_bytes=lambda h, w: denoise_bytes(lm, h, w, args.tile, args.ensemble)
                             + (SSIM_BYTES * c * h * w if args.sigma is not None else 0))
@@ -94,12 +93,11 @@ def cmd_denoise(args) -> int:
             print(f"skipped: {' '.join(str(e).splitlines())}", file=sys.stderr)
             failed += 1
             continue
-        back = lambda chw: from_channels(chw, im.grey)  # noqa: E731
         try:
-            save_image(plan["denoised"], back(result.reconstruction), im.bit_depth, im.alpha)
-            save_image(plan["noise"], back(_noise_view(result.noise)))
+            save_image(plan["denoised"], from_channels(result.reconstruction, im.grey), im.bit_depth, im.alpha)
+            save_image(plan["noise"], from_channels(_noise_view(result.noise), im.grey))
             if args.sigma is not None:
-                save_image(plan["noisy"], back(np.clip(noisy, 0, 1)), im.bit_depth, im.alpha)
+                save_image(plan["noisy"], from_channels(np.clip(noisy, 0, 1), im.grey), im.bit_depth, im.alpha)
         except OSError as e:
             print(f"skipped: {name}: cannot write its results to {args.out} ({e.strerror or e}).", file=sys.stderr)
             failed += 1

@@ -226,7 +226,7 @@ def test_same_names_from_different_folders_never_overwrite_each_other(ckpt, tmp_
     assert code == 0, err
     results = [line.rsplit("→ ", 1)[1] for line in stdout.splitlines()]
     assert len(set(results)) == 4
-    for src, res in zip(inputs, results):   # each result is its own input's (sizes differ)
+    for src, res in zip(inputs, results, strict=True):   # each result is its own input's (sizes differ)
         assert Image.open(res).size == Image.open(src).size
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{s}_{k}.png" for s in ("x", "x-2", "x-3", "X-4") for k in ("denoised", "noise"))
@@ -276,7 +276,7 @@ def test_special_files_as_images_are_skipped_by_name(ckpt, photo, tmp_path, caps
     assert code == 2 and "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == len(specials) and all(line.startswith("skipped: ") for line in lines)
-    for s, line in zip(specials, lines):
+    for s, line in zip(specials, lines, strict=True):
         assert str(s) in line
     assert (tmp_path / "o" / "photo_denoised.png").is_file()
 
