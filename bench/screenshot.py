@@ -3,7 +3,7 @@ training on CPU (the shot is taken while it trains, after
 the first checkpoint at or past --steps), then a held-out scikit-image photo (chelsea, never trained
 on) denoised at σ = 25 by the network as it stands.
 
-    python bench/screenshot.py [--steps 300] [--out resources/screenshot.png]
+    python bench/screenshot.py [--steps 100] [--out resources/screenshot.png]
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from common import ROOT  # noqa: E402
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--out", default=str(ROOT / "resources" / "screenshot.png"))
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="denoise-shot-"))
