@@ -39,7 +39,7 @@ def main():
     spec = load_spec("unet-small")
     cfg = TrainConfig(data=str(need_data("CBSD68")), steps=args.steps, batch_size=args.batch, crop=64, lr=args.lr,
                       warmup=50, sigma=(5.0, 55.0), amp=args.amp, threads=args.threads, eval_every=500,
-                      preview_every=10**9, checkpoint_every=1000, seed=0)
+                      preview_every=10**7, checkpoint_every=1000, seed=0)
     minutes = None
     if not args.eval_only:
         run = RunFolder.create(run_dir, spec, cfg.to_dict())

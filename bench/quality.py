@@ -41,7 +41,7 @@ def train(preset: str, minutes: float, out: Path, args) -> Path:
     spec = load_spec(preset)
     cfg = TrainConfig(data=str(need_data("CBSD68")), steps=10**7, time_limit=minutes * 60, batch_size=args.batch,
                       crop=args.crop, lr=args.lr, warmup=50, sigma=(args.sigma_lo, args.sigma_hi),
-                      device=args.device, eval_every=200, preview_every=10**9, checkpoint_every=10**9, seed=0)
+                      device=args.device, eval_every=200, preview_every=10**7, checkpoint_every=10**7, seed=0)
     run = RunFolder.create(out, spec, cfg.to_dict())
     t = time.time()
     result = Trainer(spec, cfg, run=run).run()

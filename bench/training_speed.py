@@ -58,8 +58,8 @@ def bare_loop(spec, batch, crop, steps, channels_last=False, amp=None, compile_=
 def trainer_rate(spec, images, batch, crop, steps, **kw) -> float:
     """images/s the Trainer reports (median of its step events after warm-up)."""
     rates = []
-    cfg = TrainConfig(steps=steps + 3, batch_size=batch, crop=crop, device="cpu", eval_every=10**9,
-                      preview_every=10**9, checkpoint_every=10**9, sigma=(25.0, 25.0), **kw)
+    cfg = TrainConfig(steps=steps + 3, batch_size=batch, crop=crop, device="cpu", eval_every=10**7,
+                      preview_every=10**7, checkpoint_every=10**7, sigma=(25.0, 25.0), **kw)
     Trainer(spec, cfg, sinks=[lambda e: rates.append(e.images_per_s) if e.name == "step" else None],
             images=images).run()
     return median(rates[3:])

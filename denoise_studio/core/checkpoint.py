@@ -22,7 +22,7 @@ from safetensors.torch import save as st_save
 
 from denoise_studio.core.analysis import analyze
 from denoise_studio.core.errors import CheckpointError, DenoiseError
-from denoise_studio.core.fileio import atomic_write_bytes, check_regular, read_regular
+from denoise_studio.core.fileio import atomic_write_bytes, read_regular
 from denoise_studio.core.limits import cap
 from denoise_studio.core.network import build_network
 from denoise_studio.core.presets import PRETRAINED, pretrained_path
@@ -225,9 +225,7 @@ def _check_tensors(entries: dict, spec: ArchitectureSpec, path) -> None:
 
 def load_checkpoint(path) -> Checkpoint:
     path = Path(path)
-    # read_regular asks for max_bytes + 1 at once, which allocates that much: ask for the file's size
-    size = check_regular(path, "checkpoint", cap("CHECKPOINT_BYTES"), CheckpointError)
-    data = read_regular(path, "checkpoint", size, CheckpointError)
+    data = read_regular(path, "checkpoint", cap("CHECKPOINT_BYTES"), CheckpointError)
     if _looks_pickled(data):
         raise CheckpointError(f"{path} is a pickled PyTorch file; Denoise Studio never unpickles files (they can "
                               "run code). Load the weights yourself and save them with safetensors.")

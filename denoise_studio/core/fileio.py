@@ -49,24 +49,37 @@ def check_regular(path, what: str = "file", max_bytes: int | None = None,
     return st.st_size
 
 
-def read_regular(path, what: str = "file", max_bytes: int | None = None,
-                 error: type[DenoiseError] = DenoiseError) -> bytes:
-    """The bytes of a regular file of at most max_bytes, or one clear `error`."""
+def open_regular(path, what: str = "file", max_bytes: int | None = None,
+                 error: type[DenoiseError] = DenoiseError):
+    """A binary file object for a regular file of at most max_bytes, or one clear `error`.
+
+    The path is stat'ed first and opened non-blocking, then the open descriptor is checked again:
+    a FIFO swapped in between can neither block the open nor be read."""
     path = Path(path)
     check_regular(path, what, max_bytes, error)
     try:
-        # O_NONBLOCK: if the path was swapped for a FIFO after the stat, open still returns at once.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except PermissionError:
         raise error(f"{path}: permission denied; make it readable.") from None
     except OSError as e:
         raise error(f"{path}: cannot read it ({e.strerror or e}).") from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise error(f"{path} is not a regular file (a pipe, socket or device); give a {what} on disk.")
-        limit = max_bytes if max_bytes is not None else -1
+    f = os.fdopen(fd, "rb")
+    st = os.fstat(f.fileno())
+    if not stat.S_ISREG(st.st_mode) or (max_bytes is not None and st.st_size > max_bytes):
+        f.close()
+        raise error(f"{path} changed while being opened; it is not a regular {what} within the size limit.")
+    return f
+
+
+def read_regular(path, what: str = "file", max_bytes: int | None = None,
+                 error: type[DenoiseError] = DenoiseError) -> bytes:
+    """The bytes of a regular file of at most max_bytes, or one clear `error`."""
+    with open_regular(path, what, max_bytes, error) as f:
+        size = os.fstat(f.fileno()).st_size
         try:
-            data = f.read(limit + 1 if limit >= 0 else -1)
+            # Ask for what the file holds (+1 to notice growth), never the whole cap: read(n)
+            # reserves n bytes up front, which fails under an address-space limit.
+            data = f.read(size + 1)
         except OSError as e:
             raise error(f"{path}: cannot read it ({e.strerror or e}).") from None
     if max_bytes is not None and len(data) > max_bytes:

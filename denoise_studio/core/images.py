@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from denoise_studio.core import limits
 from denoise_studio.core.errors import ImageError
-from denoise_studio.core.fileio import atomic_write_bytes, check_regular
+from denoise_studio.core.fileio import atomic_write_bytes, open_regular
 
 MAX_PIXELS = limits.CAPS["IMAGE_PIXELS"][0]   # the default; load_image uses limits.cap("IMAGE_PIXELS")
 # Bytes per pixel and channel while decoding: Pillow's 8-bit copy, our float32 array, a converted copy.
@@ -87,17 +87,19 @@ def load_image(path, plan_bytes=None) -> LoadedImage:
     estimates the memory the caller will need next; it is checked with the decode cost."""
     path = Path(path)
     name = str(path)
-    size = check_regular(path, "file", None, ImageError)
     try:
-        limits.check_cap("IMAGE_BYTES", size, f"{name}: its file size in bytes")
+        limits.check_cap("IMAGE_BYTES", os.stat(path).st_size if path.is_file() else 0,
+                         f"{name}: its file size in bytes")
     except limits.LimitError as e:
         raise ImageError(str(e)) from None
+    except OSError:
+        pass   # open_regular below says what is wrong with the path
     pixel_cap = limits.cap("IMAGE_PIXELS")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = pixel_cap   # Pillow's own check at open: the same cap
-            with Image.open(path) as im:
+            with open_regular(path, "file", limits.cap("IMAGE_BYTES"), ImageError) as f, Image.open(f) as im:
                 w, h = im.size
                 bands = 4 if im.mode in ("P", "PA") else len(im.getbands())   # a palette decodes to RGBA
                 _check_size(name, w, h, bands, plan_bytes)
