@@ -88,6 +88,14 @@ def sigma(text: str) -> float:
     return v
 
 
+def unit_interval(text: str) -> float:
+    """A finite number from 0 to 1 (a probability, DDIM's η)."""
+    v = _float(text)
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(f"{_shown(text)} is out of range: give a number from 0 to 1")
+    return v
+
+
 def tile(text: str) -> int:
     """-1 (the network's default), 0 (never tile) or a tile side from MIN_TILE to IMAGE_SIDE."""
     v = _int(text)

@@ -3,23 +3,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from denoise_studio.args import positive_int
+from denoise_studio import args as types
 
 
 def add_commands(sub) -> None:
     s = sub.add_parser("sample", help="generate images from pure noise with a DDPM-trained network (DDPM or DDIM)")
     s.add_argument("run", metavar="RUN_OR_CHECKPOINT")
-    s.add_argument("--out", required=True, help="the grid PNG to write")
-    s.add_argument("--n", type=positive_int, default=16, help="how many images (default 16)")
+    s.add_argument("--out", required=True, type=types.out_file, help="the grid PNG to write")
+    s.add_argument("--n", type=types.capped_int("SAMPLES"), default=16, help="how many images (default 16)")
     s.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim",
                    help="ddim (default: deterministic, few steps) or ddpm (ancestral, noise added at every step)")
-    s.add_argument("--steps", type=positive_int,
+    s.add_argument("--steps", type=types.positive_int,
                    help="reverse steps, at most the network's T (default: 50 for ddim, T for ddpm)")
-    s.add_argument("--eta", type=float, help="DDIM stochasticity, 0 (default) … 1")
-    s.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
-    s.add_argument("--size", type=positive_int, help="image size (default: the run's training crop)")
-    s.add_argument("--scale", type=positive_int, default=4, help="enlarge the grid's pixels this many times (default 4)")
-    s.add_argument("--frames", metavar="DIR", help="also write the trajectory: x_t and x̂0 grids every few steps, "
+    s.add_argument("--eta", type=types.unit_interval, help="DDIM stochasticity, 0 (default) … 1")
+    s.add_argument("--seed", type=types.seed, default=0, help="the same seed gives the same images")
+    s.add_argument("--size", type=types.capped_int("CROP"), help="image size (default: the run's training crop)")
+    s.add_argument("--scale", type=types.capped_int("SCALE"), default=4,
+                   help="enlarge the grid's pixels this many times (default 4)")
+    s.add_argument("--frames", metavar="DIR", type=types.out_folder, help="also write the trajectory: x_t and x̂0 grids every few steps, "
                    "a strip of both and an animated GIF")
     s.add_argument("--device", default="auto")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")

@@ -34,6 +34,7 @@ CAPS = {
     "TIMESTEPS": (100_000, "DDPM timesteps"),
     "THREADS": (1024, "CPU threads"),
     "SAMPLES": (4096, "images sampled at once"),
+    "SCALE": (16, "enlargement of a sample grid"),
 }
 MEMORY_FRACTION = 0.8   # of what is available: leave the rest to the OS and the window
 
