@@ -9,7 +9,7 @@ from PySide6.QtCore import QMimeData, QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QDrag, QFont, QPainter, QPen
 from PySide6.QtWidgets import (QAbstractItemView, QListWidget, QListWidgetItem, QStyle, QStyledItemDelegate)
 
-from denoise_studio.core.blocks import BLOCK_TYPES
+from denoise_studio.core.blocks import BLOCK_TYPES, block_type_name, show
 from denoise_studio.gui.document import SpecDocument
 from denoise_studio.format import count, shape_text
 
@@ -153,13 +153,14 @@ class BlockStack(QListWidget):
             issues = a.issues_for(i)
             errors = [x for x in issues if x.level == "error"]
             shown = (errors or issues)[:1]
-            if b.get("type") == "up":
+            t = block_type_name(b)
+            if t == "up":
                 depth = max(0, depth - 1)
-            info = {"type": str(b.get("type")), "summary": block_summary(b), "depth": depth,
+            info = {"type": t or show(b.get("type"), 12), "summary": block_summary(b), "depth": depth,
                     "shape": shape_text(report.output_shape) if report else "",
                     "params": count(report.params) if report and report.params is not None else "—",
                     "level": "error" if errors else ("warning" if issues else "")}
-            if b.get("type") == "down":
+            if t == "down":
                 depth += 1
             item = QListWidgetItem()
             item.setData(Qt.ItemDataRole.UserRole + 1, info)
@@ -186,8 +187,9 @@ class BlockStack(QListWidget):
         super().paintEvent(event)
         blocks = self.doc.spec.blocks
         ids = {b.get("id"): i for i, b in enumerate(blocks) if isinstance(b.get("id"), str)}
-        links = [(ids[b.get("from")], i) for i, b in enumerate(blocks)
-                 if b.get("type") == "merge" and b.get("from") in ids and ids[b.get("from")] < i]
+        # "from" may be any JSON value (a list is unhashable): only a string can name a block
+        links = [(ids[b["from"]], i) for i, b in enumerate(blocks) if block_type_name(b) == "merge"
+                 and isinstance(b.get("from"), str) and ids.get(b["from"], i) < i]
         if not links:
             return
         p = QPainter(self.viewport())
@@ -250,27 +252,34 @@ class BlockStack(QListWidget):
 
 
 def block_summary(b: dict) -> str:
-    """A short line of a block's settings: "→64 · 3×3 · group:8 · silu"."""
-    t = b.get("type")
-    bt = BLOCK_TYPES.get(t)
-    if bt is None:
+    """A short line of a block's settings: "→64 · 3×3 · group:8 · silu". Any value a file holds is
+    shown as one short printable piece; the problems list says what is wrong with it."""
+    t = block_type_name(b)
+    if t is None:
         return "unknown type"
+    bt = BLOCK_TYPES[t]
+    names = {p.name for p in bt.params}
     parts = []
-    if "out_channels" in {p.name for p in bt.params}:
-        c = b.get("out_channels", bt.get(b, "out_channels"))
+    if "out_channels" in names:
+        c = bt.get(b, "out_channels")
         if c is not None and (t != "down" or bt.get(b, "mode") == "conv"):
-            parts.append(f"→{c}")
+            parts.append(f"→{_text(c)}")
     if t == "conv" and bt.get(b, "kernel") != 3:
-        parts.append(f"{bt.get(b, 'kernel')}×{bt.get(b, 'kernel')}")
+        parts.append(f"{_text(bt.get(b, 'kernel'))}×{_text(bt.get(b, 'kernel'))}")
     for key in ("mode", "norm", "act"):
-        if key in {p.name for p in bt.params}:
-            parts.append(str(bt.get(b, key)))
+        if key in names:
+            parts.append(_text(bt.get(b, key)))
     if t == "attention":
-        parts.append(f"{bt.get(b, 'heads')} head(s)")
+        parts.append(f"{_text(bt.get(b, 'heads'))} head(s)")
     if t == "merge":
-        parts.insert(0, f"from {b.get('from')}")
+        parts.insert(0, f"from {_text(b.get('from'))}")
     if t == "up" and bt.get(b, "mode") != "transposed" and not bt.get(b, "conv"):
         parts.append("no conv")
-    if b.get("id"):
-        parts.append(f"id {b['id']}")
+    if b.get("id") is not None:
+        parts.append(f"id {_text(b['id'])}")
     return " · ".join(parts)
+
+
+def _text(value) -> str:
+    """A plain short name as it is; anything else (a list, a huge integer, control characters) as show() has it."""
+    return value if isinstance(value, str) and value.isprintable() and 0 < len(value) <= 24 else show(value, 24)

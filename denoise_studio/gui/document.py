@@ -13,7 +13,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from denoise_studio.core.analysis import Analysis, Issue, analyze
-from denoise_studio.core.blocks import block_type
+from denoise_studio.core.blocks import block_type, block_type_name
 from denoise_studio.core.spec import ArchitectureSpec, apply_patch
 
 
@@ -111,7 +111,7 @@ class SpecDocument(QObject):
     def remove_block(self, index: int) -> None:
         blocks = copy.deepcopy(self.spec.blocks)
         gone = blocks.pop(index)
-        self.edit(self._with_blocks(blocks), f"Delete {gone.get('type', 'block')}",
+        self.edit(self._with_blocks(blocks), f"Delete {block_type_name(gone) or 'block'}",
                   min(index, len(blocks) - 1))
 
     def duplicate_block(self, index: int) -> None:
@@ -119,7 +119,7 @@ class SpecDocument(QObject):
         clone = copy.deepcopy(blocks[index])
         clone.pop("id", None)   # ids must stay unique
         blocks.insert(index + 1, clone)
-        self.edit(self._with_blocks(blocks), f"Duplicate {clone.get('type', 'block')}", index + 1)
+        self.edit(self._with_blocks(blocks), f"Duplicate {block_type_name(clone) or 'block'}", index + 1)
 
     def move_block(self, index: int, to: int) -> None:
         to = max(0, min(to, len(self.spec.blocks) - 1))

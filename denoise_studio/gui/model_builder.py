@@ -6,7 +6,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QSplitter, QToolBu
 
 from denoise_studio.gui.block_stack import BlockPalette, BlockStack
 from denoise_studio.gui.document import SpecDocument
-from denoise_studio.gui.properties import BlockProperties, ModelSummary
+from denoise_studio.gui.properties import INVALID_STYLE, BlockProperties, ModelSummary
 
 
 class ModelBuilder(QWidget):
@@ -14,6 +14,7 @@ class ModelBuilder(QWidget):
         super().__init__(parent)
         self.setObjectName("ModelBuilder")
         self.setAccessibleName("Model builder")
+        self.setStyleSheet(INVALID_STYLE)   # editors showing a value they cannot hold
         self.doc = doc or SpecDocument(parent=self)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
@@ -22,7 +23,9 @@ class ModelBuilder(QWidget):
         self.name = QLineEdit()
         self.name.setObjectName("SpecName")
         self.name.setPlaceholderText("network name")
-        self.name.editingFinished.connect(lambda: self.doc.set_top("name", self.name.text().strip() or "untitled"))
+        # only a typed change renames: leaving the field must not rewrite a name it shows differently
+        self.name.editingFinished.connect(lambda: self.name.isModified() and self.doc.set_top(
+            "name", self.name.text().strip() or "untitled"))
         top.addWidget(QLabel("Network"))
         top.addWidget(self.name, 1)
         lay.addLayout(top)
@@ -70,7 +73,7 @@ class ModelBuilder(QWidget):
 
     def refresh(self) -> None:
         if not self.name.hasFocus():
-            self.name.setText(self.doc.spec.name)
+            self.name.setText(self.doc.spec.name)   # setText also clears isModified
         n = len(self.doc.spec.blocks)
         sel = self.doc.selected
         self.buttons["up"].setEnabled(sel > 0)

@@ -2,16 +2,101 @@
 parameters, and the model summary: totals, network settings and every problem with its fix."""
 from __future__ import annotations
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSignalBlocker, Qt
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QListWidget, QListWidgetItem, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
-from denoise_studio.core.blocks import ACTIVATIONS, BLOCK_TYPES, parse_norm
+from denoise_studio.core.blocks import ACTIVATIONS, BLOCK_TYPES, block_type_name, parse_norm, show
+from denoise_studio.core.limits import cap
 from denoise_studio.core.spec import CONDITIONING
 from denoise_studio.format import count, shape_text, size_bytes
 from denoise_studio.gui.document import SpecDocument
 
 NORM_KINDS = ("group", "batch", "instance", "layer", "none")
+SPIN_MAX = 2**31 - 1     # QSpinBox holds a C int: a larger Python int raises OverflowError
+INVALID = "invalid"      # the dynamic property a stylesheet marks a field's editor with
+INVALID_STYLE = "*[invalid=\"true\"] { border: 1px solid #b3261e; background: #fdecea; }"
+RAW_ROLE = Qt.ItemDataRole.UserRole + 7   # a combo item that only displays a file's invalid value
+
+
+def mark_invalid(w: QWidget, why: str | None) -> None:
+    """Flag (why: the reason) or unflag (None) an editor whose document value it cannot hold. The
+    document keeps that value until the user edits the field; the problems list says how to fix it."""
+    if bool(w.property(INVALID)) != bool(why):
+        w.setProperty(INVALID, bool(why))
+        w.style().unpolish(w)
+        w.style().polish(w)
+    if w.property("help") is None:
+        w.setProperty("help", w.toolTip())
+    w.setToolTip(why or w.property("help"))
+
+
+def _why(name: str, value) -> str:
+    return f'"{name}" is {show(value)} in this network; set a value here to replace it.'
+
+
+def set_spin(w: QSpinBox, value, none_text: str = "", name: str = "") -> None:
+    """Show value when the spin box can hold it; anything else (a string, a list, an integer past
+    the range) is shown as its text in place of the minimum, never passed to setValue. Signals
+    must be blocked by the caller; `edited` records that what is shown came from the document."""
+    if value is None and none_text:
+        w.setSpecialValueText(none_text)
+        w.setValue(w.minimum())
+        mark_invalid(w, None)
+    elif isinstance(value, int) and not isinstance(value, bool) and w.minimum() <= value <= w.maximum() \
+            and not (none_text and value == w.minimum()):
+        w.setSpecialValueText(none_text)
+        w.setValue(value)
+        mark_invalid(w, None)
+    else:
+        w.setSpecialValueText(show(value, 24))
+        w.setValue(w.minimum())
+        mark_invalid(w, _why(name, value))
+    w.setProperty("edited", False)
+
+
+def spin(lo: int, hi: int, on_edit) -> QSpinBox:
+    """A spin box that reports only the user's edits: focus leaving an untouched box (whose text may
+    stand for an invalid value it cannot hold) changes nothing."""
+    w = QSpinBox()
+    w.setRange(lo, min(hi, SPIN_MAX))
+    w.setProperty("edited", False)
+    w.textChanged.connect(lambda _: w.setProperty("edited", True))   # blocked while set_spin runs
+
+    def finished():
+        if w.property("edited"):
+            w.setProperty("edited", False)
+            on_edit(w.value())
+    w.editingFinished.connect(finished)
+    return w
+
+
+def set_combo(w: QComboBox, value, name: str = "") -> None:
+    """Select value among the combo's choices; any other value is shown as one extra item that
+    only displays it (choosing it changes nothing)."""
+    for i in reversed(range(w.count())):
+        if w.itemData(i, RAW_ROLE):
+            w.removeItem(i)
+    i = w.findText(value) if isinstance(value, str) and value else -1
+    if i >= 0 and not w.itemData(i, RAW_ROLE):
+        w.setCurrentIndex(i)
+        mark_invalid(w, None)
+        return
+    w.addItem(show(value, 30))
+    w.setItemData(w.count() - 1, True, RAW_ROLE)
+    w.setCurrentIndex(w.count() - 1)
+    mark_invalid(w, _why(name, value))
+
+
+def combo(choices, on_edit) -> QComboBox:
+    w = QComboBox()
+    w.addItems(list(choices))
+
+    def activated(i):
+        if not w.itemData(i, RAW_ROLE):
+            on_edit(w.currentText())
+    w.activated.connect(activated)
+    return w
 
 
 class NormEditor(QWidget):
@@ -21,15 +106,11 @@ class NormEditor(QWidget):
         super().__init__(parent)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        self.kind = QComboBox()
-        self.kind.addItems(NORM_KINDS)
-        self.groups = QSpinBox()
-        self.groups.setRange(1, 512)
+        self.kind = combo(NORM_KINDS, lambda _: on_change(self.value()))
+        self.groups = spin(1, 512, lambda _: on_change(self.value()))
         self.groups.setPrefix("groups ")
         lay.addWidget(self.kind, 1)
         lay.addWidget(self.groups, 1)
-        self.kind.activated.connect(lambda _: on_change(self.value()))
-        self.groups.editingFinished.connect(lambda: on_change(self.value()))
 
     def value(self) -> str:
         k = self.kind.currentText()
@@ -40,8 +121,10 @@ class NormEditor(QWidget):
             g = parse_norm(norm)
         except ValueError:
             g = None
-        self.kind.setCurrentText("group" if g else str(norm))
-        self.groups.setValue(g or 8)
+            set_combo(self.kind, norm, "norm")
+        else:
+            set_combo(self.kind, "group" if g else norm, "norm")
+        set_spin(self.groups, g or 8, name="norm")
         self.groups.setEnabled(bool(g))
 
 
@@ -69,15 +152,21 @@ class BlockProperties(QGroupBox):
     def refresh(self) -> None:
         i = self.doc.selected
         blocks = self.doc.spec.blocks
-        if not 0 <= i < len(blocks) or blocks[i].get("type") not in BLOCK_TYPES:
+        t = block_type_name(blocks[i]) if 0 <= i < len(blocks) else None
+        if t is None:
             self._clear()
             self._shown = None
-            self.setTitle("Block")
-            self.form.addRow(QLabel("Select a block to edit it, or add one from the palette."))
+            self.setTitle("Block" if i < 0 else f"Block {i}")
+            text = ("Select a block to edit it, or add one from the palette." if not 0 <= i < len(blocks) else
+                    f"Its type is {show(blocks[i].get('type'))}, not a block type: fix it from the problems "
+                    "list, or delete the block and add one from the palette.")
+            label = QLabel(text)
+            label.setWordWrap(True)
+            self.form.addRow(label)
             return
         b = blocks[i]
-        bt = BLOCK_TYPES[b["type"]]
-        key = (i, b["type"], tuple(self.doc.ids_before(i)))
+        bt = BLOCK_TYPES[t]
+        key = (i, t, tuple(self.doc.ids_before(i)))
         if key != self._shown:          # rebuild only when the editors themselves change
             self._build(i, bt)
             self._shown = key
@@ -95,26 +184,19 @@ class BlockProperties(QGroupBox):
         for p in bt.params:
             set_value = (lambda name: lambda v: self.doc.set_field(self.doc.selected, name, v))(p.name)
             if p.kind in ("int", "kernel"):
-                w = QSpinBox()
-                w.setRange(0 if p.optional else 1, 4096)
-                if p.optional:
-                    w.setSpecialValueText("same as input")
+                w = spin(0 if p.optional else 1, cap("KERNEL" if p.kind == "kernel" else "CHANNELS"),
+                         (lambda f: lambda v: f(v or None))(set_value))
                 if p.kind == "kernel":
                     w.setSingleStep(2)
-                w.editingFinished.connect((lambda w, f: lambda: f(w.value() or None))(w, set_value))
             elif p.kind == "bool":
                 w = QCheckBox()
                 w.toggled.connect(set_value)
             elif p.kind == "norm":
                 w = NormEditor(set_value)
             elif p.kind == "source":
-                w = QComboBox()
-                w.addItems(self.doc.ids_before(i))
-                w.activated.connect((lambda w, f: lambda _: f(w.currentText()))(w, set_value))
+                w = combo(self.doc.ids_before(i), set_value)
             else:
-                w = QComboBox()
-                w.addItems(list(p.choices or ACTIVATIONS))
-                w.activated.connect((lambda w, f: lambda _: f(w.currentText()))(w, set_value))
+                w = combo(p.choices or ACTIVATIONS, set_value)
             w.setObjectName(f"field_{p.name}")
             w.setAccessibleName(p.name)
             w.setToolTip(p.help)
@@ -123,31 +205,32 @@ class BlockProperties(QGroupBox):
         ident = QLineEdit()
         ident.setObjectName("field_id")
         ident.setPlaceholderText("name it to merge it later (U-Net skip)")
-        ident.editingFinished.connect(lambda: self.doc.set_field(self.doc.selected, "id", ident.text().strip() or None))
+        # only a typed change is an edit: leaving the field must not drop an id the field cannot show
+        ident.editingFinished.connect(lambda: ident.isModified() and self.doc.set_field(
+            self.doc.selected, "id", ident.text().strip() or None))
         self.editors["id"] = ident
         self.form.addRow("id", ident)
 
     @staticmethod
     def _set(w: QWidget, p, value) -> None:
-        w.blockSignals(True)
+        name = p.name if p else "id"
+        blockers = [QSignalBlocker(x) for x in (w, *w.findChildren(QWidget))]
         if isinstance(w, QSpinBox):
-            w.setValue(value if isinstance(value, int) and not isinstance(value, bool) else 0)
+            set_spin(w, value, "same as input" if p.optional else "", name)
         elif isinstance(w, QCheckBox):
-            w.setChecked(bool(value))
+            w.setChecked(value is True)
+            mark_invalid(w, None if isinstance(value, bool) else _why(name, value))
         elif isinstance(w, NormEditor):
-            for child in (w.kind, w.groups):
-                child.blockSignals(True)
             w.set_value(value)
-            for child in (w.kind, w.groups):
-                child.blockSignals(False)
         elif isinstance(w, QComboBox):
-            if w.findText(str(value)) < 0 and value is not None:
-                w.addItem(str(value))
-            w.setCurrentText(str(value))
-        elif isinstance(w, QLineEdit):
-            if not w.hasFocus():
-                w.setText(value if isinstance(value, str) else "")
-        w.blockSignals(False)
+            set_combo(w, value, name)
+        elif isinstance(w, QLineEdit) and not w.hasFocus():
+            ok = isinstance(value, str) and (value == "" or value.isprintable())
+            w.setText(value if ok else "")
+            w.setModified(False)
+            mark_invalid(w, None if ok else _why(name, value))
+            w.setPlaceholderText("name it to merge it later (U-Net skip)" if ok else show(value))
+        del blockers
 
 
 class ModelSummary(QWidget):
@@ -161,16 +244,12 @@ class ModelSummary(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
-        self.in_channels = QSpinBox()
-        self.in_channels.setRange(1, 64)
+        self.in_channels = spin(1, 64, lambda v: doc.set_top("in_channels", v))
         self.in_channels.setPrefix("in ")
         self.in_channels.setToolTip("input channels: 3 for RGB, 1 for grey")
-        self.in_channels.editingFinished.connect(lambda: doc.set_top("in_channels", self.in_channels.value()))
-        self.conditioning = QComboBox()
-        self.conditioning.addItems(CONDITIONING)
+        self.conditioning = combo(CONDITIONING, lambda v: doc.set_top("conditioning", v))
         self.conditioning.setToolTip("none; noise_level (σ as an extra input channel); "
                                      "timestep (embedding added in residual blocks)")
-        self.conditioning.activated.connect(lambda _: doc.set_top("conditioning", self.conditioning.currentText()))
         self.size = QSpinBox()
         self.size.setRange(8, 4096)
         self.size.setSingleStep(16)
@@ -201,12 +280,11 @@ class ModelSummary(QWidget):
 
     def refresh(self) -> None:
         a, spec = self.doc.analysis, self.doc.spec
-        for w, v in ((self.in_channels, spec.in_channels), (self.conditioning, spec.conditioning)):
+        for w in (self.in_channels, self.conditioning):
             w.blockSignals(True)
-            if isinstance(w, QSpinBox):
-                w.setValue(v if isinstance(v, int) else 3)
-            else:
-                w.setCurrentText(str(v))
+        set_spin(self.in_channels, spec.in_channels, name="in_channels")
+        set_combo(self.conditioning, spec.conditioning, "conditioning")
+        for w in (self.in_channels, self.conditioning):
             w.blockSignals(False)
         out = shape_text(a.blocks[-1].output_shape) if a.blocks else "—"
         rf = "global (attention)" if a.receptive_field == float("inf") else f"{int(a.receptive_field)} px"
