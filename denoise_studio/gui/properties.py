@@ -173,7 +173,7 @@ class BlockProperties(QGroupBox):
         self.setTitle(f"Block {i}: {bt.label}")
         for p in bt.params:
             self._set(self.editors[p.name], p, b.get(p.name, p.default))
-        self._set(self.editors["id"], None, b.get("id", ""))
+        self._set(self.editors["id"], None, b.get("id"))
 
     def _build(self, i: int, bt) -> None:
         self._clear()
@@ -225,9 +225,8 @@ class BlockProperties(QGroupBox):
         elif isinstance(w, QComboBox):
             set_combo(w, value, name)
         elif isinstance(w, QLineEdit) and not w.hasFocus():
-            ok = isinstance(value, str) and (value == "" or value.isprintable())
-            w.setText(value if ok else "")
-            w.setModified(False)
+            ok = value is None or (isinstance(value, str) and value != "")   # absent, or a name
+            w.setText(value if isinstance(value, str) else "")
             mark_invalid(w, None if ok else _why(name, value))
             w.setPlaceholderText("name it to merge it later (U-Net skip)" if ok else show(value))
         del blockers
