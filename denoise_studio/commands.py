@@ -41,7 +41,9 @@ def add_commands(sub) -> None:
     s = sub.add_parser("export", help="export a trained network: onnx, torchscript or python")
     s.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     s.add_argument("--format", required=True, choices=("onnx", "torchscript", "python"))
-    s.add_argument("--out", required=True, type=types.out_file)
+    s.add_argument("--out", required=True, type=types.out_file,
+                   help="the file to write (python: also OUT.safetensors beside it, the weights)")
+    s.add_argument("--overwrite", action="store_true", help="replace the files if they already exist")
     s.set_defaults(func=cmd_export)
 
 
@@ -188,9 +190,10 @@ def _mean_defined(values) -> float | None:
 # ---------------------------------------------------------------- export
 
 def cmd_export(args) -> int:
-    from denoise_studio.core.export import export
+    from denoise_studio.core.export import export, export_paths
     from denoise_studio.core.inference import load_model
+    export_paths(args.format, args.out, args.overwrite)   # refused before the model is loaded
     lm = load_model(args.run, "cpu")
-    for path in export(lm, args.format, args.out):
+    for path in export(lm, args.format, args.out, args.overwrite):
         print(f"wrote {path}")
     return 0

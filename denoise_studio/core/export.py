@@ -24,9 +24,10 @@ def _example(lm: LoadedModel):
     return (x, torch.tensor([1.0])) if lm.spec.conditioning != "none" else (x,)
 
 
-def export_paths(fmt: str, out) -> list[Path]:
+def export_paths(fmt: str, out, overwrite: bool = False) -> list[Path]:
     """The files an export writes (python: the code and FILE.safetensors beside it), refused in one
-    line when one is a folder or the two would be the same file."""
+    line when one is a folder, the two would be the same file, or (without overwrite) one exists.
+    Cheap: call it before loading the model, so a refusal costs nothing."""
     if fmt not in FORMATS:
         raise DenoiseError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}.")
     out = Path(out)
@@ -43,13 +44,19 @@ def export_paths(fmt: str, out) -> list[Path]:
             raise DenoiseError(f"{weights} is a folder, and the weights of --out {out} go there; choose another "
                                "--out.")
         paths.append(weights)
+    existing = [p for p in paths if os.path.lexists(p)]   # a link, even a dangling one, is the user's file
+    if existing and not overwrite:
+        one = len(existing) == 1
+        raise DenoiseError(f"{' and '.join(map(str, existing))} already exist{'s' if one else ''}; add --overwrite "
+                           f"to replace {'it' if one else 'them'}, or choose another --out.")
     return paths
 
 
-def export(lm: LoadedModel, fmt: str, out) -> list[Path]:
+def export(lm: LoadedModel, fmt: str, out, overwrite: bool = False) -> list[Path]:
     """Write the export; returns the files written (python also writes FILE.safetensors). Every
-    file is written atomically; an unwritable place is one line naming it."""
-    paths = export_paths(fmt, out)
+    file is written atomically; an unwritable place is one line naming it. An existing file is
+    replaced only with overwrite (checked again here: one may have appeared while the model loaded)."""
+    paths = export_paths(fmt, out, overwrite)
     try:
         return _export(lm, fmt, paths)
     except OSError as e:
