@@ -185,7 +185,7 @@ class BlockProperties(QGroupBox):
             set_value = (lambda name: lambda v: self.doc.set_field(self.doc.selected, name, v))(p.name)
             if p.kind in ("int", "kernel"):
                 w = spin(0 if p.optional else 1, cap("KERNEL" if p.kind == "kernel" else "CHANNELS"),
-                         (lambda f: lambda v: f(v or None))(set_value))
+                         lambda v, f=set_value: f(v or None))   # 0 is "same as input": absent
                 if p.kind == "kernel":
                     w.setSingleStep(2)
             elif p.kind == "bool":

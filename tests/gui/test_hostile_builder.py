@@ -5,7 +5,6 @@ window; every block is selected and focus leaves every editor; no exception reac
 document stays exactly as the file had it, the problems list names the bad field, the rows show."""
 import json
 
-import pytest
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QLineEdit, QSpinBox, QWidget
 
@@ -179,8 +178,10 @@ class _Emitter(QObject):
     fired = Signal()
 
 
-def test_capture_sees_an_exception_raised_in_a_slot(qtbot):
-    """The check above is only as good as its net: a slot's exception does reach it."""
+def test_capture_sees_an_exception_raised_in_a_slot(qtbot, request):
+    """The check above is only as good as its net: a slot's exception does reach it, and pytest-qt's
+    own capture (which fails any GUI test whose slot raised) is not switched off."""
+    assert not request.config.getini("qt_no_exception_capture")
     def slot():
         raise ValueError("from a slot")
     e = _Emitter()
