@@ -14,7 +14,6 @@ KINDS = ("disc", "square", "triangle")
 COLOURS = np.array([[230, 40, 40], [40, 160, 60], [40, 80, 220], [240, 200, 30], [160, 50, 200], [20, 190, 200]],
                    np.uint8)
 BACKGROUNDS = np.array([[245, 245, 240], [30, 30, 35], [200, 200, 205], [90, 90, 100]], np.uint8)
-FILL = {"disc": np.pi / 4, "square": 1.0, "triangle": 0.5}   # area / bounding-box area
 
 
 def _mask(kind: str, size: int, cy: float, cx: float, r: float) -> np.ndarray:
@@ -73,10 +72,23 @@ def is_clean_shape(img: np.ndarray, tol: float = 0.12) -> bool:
     rest = ~ndimage.binary_dilation(main, iterations=1)
     if np.abs(img[:, rest] - bg[:, None]).max(axis=0).mean() > tol / 2:
         return False
-    ys, xs = np.nonzero(main)
-    fill = area / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1))
-    return min(abs(fill - f) for f in FILL.values()) < 0.12
+    return _template_iou(main) >= 0.8
 
+
+def _template_iou(mask: np.ndarray) -> float:
+    """How well a blob matches the disc, square or triangle drawn in its bounding box (best IoU).
+    Every kind is drawn in a square box, so a box far from square matches none."""
+    ys, xs = np.nonzero(mask)
+    h, w = np.ptp(ys) + 1, np.ptp(xs) + 1
+    if abs(h - w) > max(2, 0.15 * max(h, w)):
+        return 0.0
+    r = max(h, w) / 2
+    cy, cx = ys.min() + h / 2, xs.min() + w / 2
+    best = 0.0
+    for kind in KINDS:
+        t = _mask(kind, mask.shape[0], cy, cx, r)
+        best = max(best, (t & mask).sum() / max((t | mask).sum(), 1))
+    return float(best)
 
 def shapes_imageset(n_train: int = 4096, n_val: int = 64, seed: int = 0):
     """The `shapes` training source: generated images held as uint8 tensors (6 MB)."""
