@@ -17,6 +17,7 @@ DATA = ROOT.parent / "shared" / "data"
 
 def machine() -> dict:
     import torch
+
     from denoise_studio.core.devices import _cpu_name
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": _cpu_name(), "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__,
@@ -29,7 +30,7 @@ def median(xs) -> float:
 
 def table(rows: list[dict], columns: list[str]) -> str:
     widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
-    line = lambda vals: "| " + " | ".join(str(v).ljust(w) for v, w in zip(vals, widths)) + " |"  # noqa: E731
+    line = lambda vals: "| " + " | ".join(str(v).ljust(w) for v, w in zip(vals, widths, strict=True)) + " |"  # noqa: E731
     out = [line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line([r.get(c, "") for c in columns]) for r in rows]
     return "\n".join(out)
@@ -54,6 +55,7 @@ class LatenessProbe:
 
     def __init__(self, interval_ms: int = 10):
         import time
+
         from PySide6.QtCore import QTimer
         self._clock = time.perf_counter
         self.interval = interval_ms

@@ -12,9 +12,8 @@ import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from common import LatenessProbe, machine, median, save, table  # noqa: E402
-
 import numpy as np  # noqa: E402
+from common import LatenessProbe, machine, median, save, table  # noqa: E402
 
 
 def lateness(app, seconds: float) -> list[float]:
@@ -74,7 +73,8 @@ def main():
     head_rate = median(head[5:])
     rows = [{"state": "idle window", **stats(idle)}, {"state": f"training {args.preset} on CPU", **stats(busy)}]
     print(table(rows, ["state", "p50 ms", "p99 ms", "max ms"]))
-    thr = [{"where": f"GUI (child process, {threads} thread)", "img/s": f"{gui_rate:.1f}", "ratio": f"{gui_rate / head_rate:.2f}×"},
+    thr = [{"where": f"GUI (child process, {threads} thread)", "img/s": f"{gui_rate:.1f}",
+            "ratio": f"{gui_rate / head_rate:.2f}×"},
            {"where": f"headless, same settings, {threads} thread", "img/s": f"{head_rate:.1f}", "ratio": "1.00×"}]
     print(table(thr, ["where", "img/s", "ratio"]))
     print(machine())

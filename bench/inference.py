@@ -12,13 +12,11 @@ import subprocess
 import sys
 import time
 
-from common import RESULTS, ROOT, machine, median, save, table
-
 import numpy as np
 import torch
+from common import RESULTS, ROOT, machine, median, save, table
 
 from denoise_studio.core.inference import model_from_spec, predict
-from denoise_studio.core.metrics import psnr
 from denoise_studio.core.presets import load_preset
 
 RESULTS_FILE = RESULTS / "inference.json"

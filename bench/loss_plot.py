@@ -10,10 +10,9 @@ import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from common import machine, median, save, table  # noqa: E402
-
 import numpy as np  # noqa: E402
 import pyqtgraph as pg  # noqa: E402
+from common import machine, median, save, table  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 
@@ -45,7 +44,7 @@ def main():
         plot.redraw()
         app.processEvents()
 
-        def ours():
+        def ours(plot=plot, n=n):
             plot.add_loss(n + 1, 0.001)   # one new point, as in training
             plot.redraw()
 
@@ -56,7 +55,7 @@ def main():
         curve = base.plot()
         base.getPlotItem().setLogMode(y=True)
 
-        def baseline():
+        def baseline(curve=curve, steps=steps, losses=losses):
             curve.setData(steps, losses)
 
         base_upd, base_ren = timed_redraws(base, baseline)

@@ -8,15 +8,14 @@ dependency: its licence is non-commercial) and the published numbers from shared
 from __future__ import annotations
 
 import argparse
-import json
 import time
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 from common import RESULTS, machine, need_data, save, table
 
-import numpy as np
-
-from denoise_studio.core.baselines import BASELINES, run_baseline
+from denoise_studio.core.baselines import run_baseline
 from denoise_studio.core.data import find_images
 from denoise_studio.core.images import load_image, to_channels
 from denoise_studio.core.inference import add_noise, denoise, load_model
@@ -64,6 +63,10 @@ def evaluate(methods: dict, sigmas, limit=None) -> dict:
             for m, d in scores.items()}
 
 
+def _learned(lm, noisy, sigma, *, ensemble):
+    return denoise(lm, noisy, sigma, ensemble=ensemble).reconstruction
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--presets", default="unet-small", help="comma-separated preset names or spec files")
@@ -86,15 +89,14 @@ def main():
         name = Path(preset).stem    # a preset name or a spec file
         run = train(preset, args.minutes, RESULTS / "runs" / f"{name}-{args.minutes:g}min{args.tag}", args)
         lm = load_model(run, "cpu")
-        methods[f"{name}, {args.minutes:g} min"] = (lambda lm: lambda n, s: denoise(lm, n, s).reconstruction)(lm)
+        methods[f"{name}, {args.minutes:g} min"] = partial(_learned, lm, ensemble=False)
         if args.ensemble:
-            methods[f"{name}, {args.minutes:g} min, ×8 self-ensemble"] = (
-                lambda lm: lambda n, s: denoise(lm, n, s, ensemble=True).reconstruction)(lm)
+            methods[f"{name}, {args.minutes:g} min, ×8 self-ensemble"] = partial(_learned, lm, ensemble=True)
     if not args.no_baselines:
         for b in ("nl-means", "tv", "wavelet"):
-            methods[f"scikit-image {b}"] = (lambda b: lambda n, s: run_baseline(b, n, s))(b)
+            methods[f"scikit-image {b}"] = partial(run_baseline, b)
         try:
-            import bm3d   # evaluation only, never a dependency
+            import bm3d  # evaluation only, never a dependency
             methods["BM3D (bm3d package)"] = lambda n, s: np.clip(
                 bm3d.bm3d_rgb(n.transpose(1, 2, 0), s / 255.0), 0, 1).transpose(2, 0, 1).astype(np.float32)
         except ImportError:
@@ -103,7 +105,8 @@ def main():
     scores = evaluate(methods, SIGMAS, args.limit)
     print(f"evaluated in {time.time() - t:.0f} s", flush=True)
     rows = [{"method": m, **{f"σ={s}": f"{v[s][0]:.2f} / {v[s][1]:.3f}" for s in SIGMAS}} for m, v in scores.items()]
-    rows += [{"method": m, **{f"σ={s}": f"{v:.2f}" for s, v in zip(SIGMAS, vals)}} for m, vals in PUBLISHED.items()]
+    rows += [{"method": m, **{f"σ={s}": f"{v:.2f}" for s, v in zip(SIGMAS, vals, strict=True)}}
+             for m, vals in PUBLISHED.items()]
     print("Kodak24, PSNR dB / SSIM")
     print(table(rows, ["method", *[f"σ={s}" for s in SIGMAS]]))
     print(machine())

@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import RESULTS, machine, save, table
-
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import RESULTS, machine, save, table
 
 from denoise_studio.core.checkpoint import save_checkpoint
 from denoise_studio.core.inference import load_model, model_from_spec

@@ -24,7 +24,8 @@ def run(nproc: int, args, threads: int) -> float:
     cmd = [*prefix, "-m", "denoise_studio", "train", args.preset, "--data", "builtin", "--out", str(out),
            "--steps", str(args.steps), "--batch-size", str(args.batch), "--crop", "64", "--device", args.device,
            "--threads", str(threads), "--eval-every", "100000", "--checkpoint-every", "100000"]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if res.returncode:
         raise SystemExit(res.stderr[-2000:])
     rates = [json.loads(x)["images_per_s"] for x in (out / "events.jsonl").read_text().splitlines()
@@ -47,7 +48,8 @@ def main():
                  "speed-up": "1.00×", "efficiency": "100%"})
     n = run(args.nproc, args, max(1, cores // args.nproc) if args.device == "cpu" else 1)
     rows.append({"processes": args.nproc, "threads each": max(1, cores // args.nproc) if args.device == "cpu" else "-",
-                 "img/s": f"{n:.1f}", "speed-up": f"{n / one:.2f}×", "efficiency": f"{100 * n / one / args.nproc:.0f}%"})
+                 "img/s": f"{n:.1f}", "speed-up": f"{n / one:.2f}×",
+                 "efficiency": f"{100 * n / one / args.nproc:.0f}%"})
     print(table(rows, list(rows[0])))
     print(machine())
     save(f"scaling_{args.device}", {"rows": rows, "args": vars(args)})

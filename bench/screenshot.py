@@ -28,6 +28,7 @@ def main():
     from PySide6.QtWidgets import QApplication
     app = QApplication.instance() or QApplication([])
     import skimage.data
+
     from denoise_studio.gui.main_window import DEFAULT_PRESET, MainWindow
     w = MainWindow()
     w.ask_before_close = False

@@ -11,9 +11,8 @@ import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from common import LatenessProbe, machine, save, table  # noqa: E402
-
 import numpy as np  # noqa: E402
+from common import LatenessProbe, machine, save, table  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -67,7 +66,8 @@ def main():
     print(f"{args.minutes:g} min, {int(a[-1, 3])} steps, previews every {w.training.config().preview_every} steps")
     print(table(rows, list(rows[0])))
     lat = np.array(probe.stop()[100:])
-    print(f"event-loop lateness over the soak: p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms, "
+    print(f"event-loop lateness over the soak: p50 {np.percentile(lat, 50):.1f} ms, "
+          f"p99 {np.percentile(lat, 99):.1f} ms, "
           f"max {lat.max():.1f} ms")
     print(machine())
     save("soak", {"minutes": args.minutes, "rows": rows, "samples": samples,

@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import machine, median, save, table
-
 import torch
 import torch.nn.functional as F
+from common import machine, median, save, table
 
 from denoise_studio.core.data import ImageSet
 from denoise_studio.core.network import build_network

@@ -15,10 +15,9 @@ from denoise_studio.format import count as fmt_count
 from denoise_studio.format import size_bytes as fmt_bytes
 
 
-
 def cmd_presets(args) -> int:
-    from denoise_studio.core.presets import load_preset, preset_names
     from denoise_studio.core.analysis import analyze
+    from denoise_studio.core.presets import load_preset, preset_names
     for name in preset_names():
         spec = load_preset(name)
         a = analyze(spec, 64)

@@ -72,8 +72,14 @@ SSIM_BYTES = 8 * 12   # per pixel and channel: scikit-image's SSIM keeps about 1
 def cmd_denoise(args) -> int:
     import numpy as np
 
-    from denoise_studio.core.images import check_channels, from_channels, load_image, plan_outputs, save_image, \
-        to_channels
+    from denoise_studio.core.images import (
+        check_channels,
+        from_channels,
+        load_image,
+        plan_outputs,
+        save_image,
+        to_channels,
+    )
     from denoise_studio.core.inference import add_noise, denoise, denoise_bytes, load_model
     from denoise_studio.core.metrics import psnr, ssim
 

@@ -20,7 +20,8 @@ def add_commands(sub) -> None:
     s.add_argument("--size", type=types.capped_int("CROP"), help="image size (default: the run's training crop)")
     s.add_argument("--scale", type=types.capped_int("SCALE"), default=4,
                    help="enlarge the grid's pixels this many times (default 4)")
-    s.add_argument("--frames", metavar="DIR", type=types.out_folder, help="also write the trajectory: x_t and x̂0 grids every few steps, "
+    s.add_argument("--frames", metavar="DIR", type=types.out_folder,
+                   help="also write the trajectory: x_t and x̂0 grids every few steps, "
                    "a strip of both and an animated GIF")
     s.add_argument("--device", default="auto")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")

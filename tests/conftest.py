@@ -1,15 +1,16 @@
 import os
+import tempfile
+
+import pytest
+import torch
+from hypothesis import settings as _hypothesis_settings
 
 # GUI tests never need a display; set before anything imports Qt.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-import tempfile
 
 _scratch = tempfile.mkdtemp(prefix="denoise-studio-tests-")
 os.environ["DENOISE_STUDIO_SETTINGS"] = os.path.join(_scratch, "settings.ini")  # never the user's settings
 os.environ["DENOISE_STUDIO_RUNS"] = os.path.join(_scratch, "runs")
-
-import pytest
-import torch
 
 torch.set_num_threads(1)
 
@@ -22,8 +23,6 @@ def tiny_spec():
         {"type": "residual", "norm": "group:4", "act": "silu"},
         {"type": "conv", "out_channels": 3, "norm": "none", "act": "none"},
     ])
-
-from hypothesis import settings as _hypothesis_settings
 
 # CI replays the same examples every run (a landing must not depend on a lucky draw);
 # locally hypothesis explores new ones.

@@ -19,8 +19,15 @@ import torch
 from torch import nn
 
 from denoise_studio.core import modules
-from denoise_studio.core.blocks import (ACTIVATION_MIN, BLOCK_TYPES, BlockContext, block_type_name,
-                                        divisor_at_most, parse_norm, show)
+from denoise_studio.core.blocks import (
+    ACTIVATION_MIN,
+    BLOCK_TYPES,
+    BlockContext,
+    block_type_name,
+    divisor_at_most,
+    parse_norm,
+    show,
+)
 from denoise_studio.core.limits import cap
 from denoise_studio.core.spec import CONDITIONING, ArchitectureSpec
 
@@ -344,7 +351,8 @@ def _check_out_shape(out, shape, index) -> tuple[list[Issue], tuple]:
 def peak_inference_bytes(spec: ArchitectureSpec, analysis: Analysis) -> int:
     """What running the network on one analysis.size² input needs, roughly: fp32 weights, the
     skips kept for merges, and a block's input, output and one intermediate at the largest block."""
-    kept = sum(r.activation_bytes for r, b in zip(analysis.blocks, spec.blocks) if isinstance(b.get("id"), str))
+    kept = sum(r.activation_bytes for r, b in zip(analysis.blocks, spec.blocks, strict=True)
+               if isinstance(b.get("id"), str))
     largest = max((r.activation_bytes for r in analysis.blocks), default=0)
     return 4 * analysis.total_params + kept + 3 * largest
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-
 from scipy import ndimage
 
 

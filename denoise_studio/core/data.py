@@ -146,7 +146,7 @@ def sample_batch(images: list[torch.Tensor], batch: int, crop: int, gen: torch.G
     idx = torch.randint(0, len(images), (batch,), generator=gen).tolist()
     flips = torch.randint(0, 2, (batch, 2), generator=gen).tolist()
     out = []
-    for i, (fh, fv) in zip(idx, flips):
+    for i, (fh, fv) in zip(idx, flips, strict=True):
         img = _fit(images[i], crop)
         _, h, w = img.shape
         y = int(torch.randint(0, h - crop + 1, (1,), generator=gen))

@@ -125,8 +125,8 @@ def load_image(path, plan_bytes=None) -> LoadedImage:
     except MemoryError:
         raise ImageError(f"{name}: not enough memory to decode it; crop or resize it first.") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
-        raise ImageError(f"{name} is truncated or corrupt ({str(e).splitlines()[0] if str(e) else type(e).__name__}).") \
-            from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImageError(f"{name} is truncated or corrupt ({why}).") from None
     if min(out.pixels.shape[:2]) < 1:
         raise ImageError(f"{name} has no pixels.")
     return out

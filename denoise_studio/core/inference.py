@@ -180,7 +180,7 @@ def network_bytes(lm: LoadedModel, h: int, w: int) -> int:
     a = analyze(lm.spec, s0)
     scale = h * w / (s0 * s0)
     total = int(a.activation_bytes * scale)
-    for b, block in zip(a.blocks, lm.spec.blocks):
+    for b, block in zip(a.blocks, lm.spec.blocks, strict=True):
         if b.type == "attention":
             positions = b.input_shape[1] * b.input_shape[2] * scale
             heads = block.get("heads", 1) if isinstance(block.get("heads", 1), int) else 1
@@ -275,7 +275,8 @@ class DenoiseResult:
     estimated: bool
 
 
-def predict_ensemble(lm: LoadedModel, x: torch.Tensor, cond: torch.Tensor | None, tile: int | None = -1) -> torch.Tensor:
+def predict_ensemble(lm: LoadedModel, x: torch.Tensor, cond: torch.Tensor | None,
+                     tile: int | None = -1) -> torch.Tensor:
     """The mean of the network's outputs over the 8 flips and quarter turns of x (C, H, W),
     each mapped back: "×8 self-ensemble", 8× the time for a steadier estimate."""
     out = torch.zeros_like(x, dtype=torch.float32)

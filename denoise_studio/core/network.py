@@ -31,7 +31,7 @@ def _constructors(spec: ArchitectureSpec):
     if not analysis.valid:
         raise SpecInvalidError(analysis.errors)
     saved, out = {}, []
-    for b, report in zip(spec.blocks, analysis.blocks):
+    for b, report in zip(spec.blocks, analysis.blocks, strict=True):
         ctx = BlockContext(in_shape=report.input_shape, saved=saved, emb_dim=embedding_width(spec))
         out.append(BLOCK_TYPES[b["type"]].constructor(b, ctx))
         if b.get("id"):

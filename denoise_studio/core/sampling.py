@@ -119,8 +119,8 @@ def sample(lm, n: int = 16, steps: int | None = None, sampler: str = "ddim", eta
 def run_sampler(lm, **kwargs) -> SampleFrame:
     """Run a sampler to the end and return its last frame."""
     last = None
-    for last in sample(lm, **kwargs):
-        pass
+    for frame in sample(lm, **kwargs):
+        last = frame
     if last is None:
         raise SamplingError("sampling was cancelled before its first step.")
     return last

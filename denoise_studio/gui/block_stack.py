@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from PySide6.QtCore import QMimeData, QPoint, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QDrag, QFont, QPainter, QPen
-from PySide6.QtWidgets import (QAbstractItemView, QListWidget, QListWidgetItem, QStyle, QStyledItemDelegate)
+from PySide6.QtWidgets import QAbstractItemView, QListWidget, QListWidgetItem, QStyle, QStyledItemDelegate
 
 from denoise_studio.core.blocks import BLOCK_TYPES, block_type_name, show
-from denoise_studio.gui.document import SpecDocument
 from denoise_studio.format import count, shape_text
+from denoise_studio.gui.document import SpecDocument
 
 BLOCK_MIME = "application/x-denoise-studio-block"
 TYPE_COLOURS = {"conv": "#4c78a8", "residual": "#54a24b", "down": "#e45756", "up": "#f58518",

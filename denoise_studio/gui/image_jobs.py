@@ -19,8 +19,15 @@ from denoise_studio.core.baselines import BASELINES, run_baseline
 from denoise_studio.core.data import find_images
 from denoise_studio.core.errors import DenoiseError
 from denoise_studio.core.images import from_channels, load_image, output_stem, save_image, to_channels
-from denoise_studio.core.inference import (NOISE_SEED, LoadedModel, add_noise, denoise, estimate_sigma255,
-                                           feature_maps, psnr_sweep)
+from denoise_studio.core.inference import (
+    NOISE_SEED,
+    LoadedModel,
+    add_noise,
+    denoise,
+    estimate_sigma255,
+    feature_maps,
+    psnr_sweep,
+)
 from denoise_studio.core.metrics import psnr, ssim
 
 # Fastest first, so the baselines stream in after the network and the slowest never holds

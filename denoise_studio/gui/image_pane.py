@@ -25,16 +25,39 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QGuiApplication, QImage, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QProgressBar,
-                               QPushButton, QSizePolicy, QSlider, QSplitter, QStackedWidget, QTabBar, QTabWidget,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSplitter,
+    QStackedWidget,
+    QTabBar,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from denoise_studio.core import presets
 from denoise_studio.core.baselines import BASELINES
 from denoise_studio.core.errors import DenoiseError
 from denoise_studio.core.images import LoadedImage, load_image, save_image
-from denoise_studio.gui.image_jobs import (BASELINE_ORDER, BaselineJob, BatchJob, DenoiseJob, FeatureJob,
-                                           ImageRequest, ImageResult, JobSignals)
+from denoise_studio.gui.image_jobs import (
+    BASELINE_ORDER,
+    BaselineJob,
+    BatchJob,
+    DenoiseJob,
+    FeatureJob,
+    ImageRequest,
+    ImageResult,
+    JobSignals,
+)
 
 PANES = ("clean", "noisy", "noise", "reconstruction", "error", "compare")
 TITLES = {"clean": "clean", "noisy": "noisy input", "noise": "predicted noise",

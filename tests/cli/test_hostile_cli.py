@@ -163,7 +163,8 @@ def test_bad_out_paths_are_refused_before_anything_runs(ckpt, photo, tmp_path, c
         assert_one_line(code, err)
         assert expect in err and "--out" in err
     assert a_file.read_text() == "mine"
-    for out, expect in {tmp_path: "is a folder", "/proc/x.onnx": "cannot write", a_file / "m.onnx": "is a file"}.items():
+    cases = {tmp_path: "is a folder", "/proc/x.onnx": "cannot write", a_file / "m.onnx": "is a file"}
+    for out, expect in cases.items():
         code, _, err = run_cli(capsys, ["export", ckpt, "--format", "onnx", "--out", out])
         assert_one_line(code, err)
         assert expect in err

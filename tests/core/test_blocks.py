@@ -29,7 +29,7 @@ def network_around(block: dict) -> ArchitectureSpec:
 def block_variants():
     for name, bt in BLOCK_TYPES.items():
         choice_params = [p for p in bt.params if p.kind == "choice"]
-        modes = [dict(zip([p.name for p in choice_params], combo))
+        modes = [dict(zip([p.name for p in choice_params], combo, strict=True))
                  for combo in itertools.product(*[p.choices for p in choice_params])] or [{}]
         acts = ACTIVATIONS if any(p.kind == "act" for p in bt.params) else (None,)
         norms = NORMS_SMALL if any(p.kind == "norm" for p in bt.params) else (None,)

@@ -38,7 +38,7 @@ def test_round_trip_restores_weights_and_optimizer(saved):
     assert ckpt.step == 7 and ckpt.spec.name == "tiny"
     fresh = build_network(ckpt.spec)
     load_weights(fresh, ckpt)
-    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), net.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), net.state_dict().values(), strict=True))
     opt2 = torch.optim.AdamW(fresh.parameters())
     opt2.load_state_dict(ckpt.optimizer_state)
     assert opt2.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]

@@ -37,7 +37,7 @@ def test_symlink_loop_does_not_hang(tmp_path):
 
 def test_grey_and_16_bit_images_join_an_rgb_set(tmp_path):
     Image.fromarray(smooth_image(40, 40)[..., 0]).save(tmp_path / "g.png")
-    Image.fromarray((smooth_image(40, 40)[..., 0].astype("uint16") * 257)).save(tmp_path / "g16.png")
+    Image.fromarray(smooth_image(40, 40)[..., 0].astype("uint16") * 257).save(tmp_path / "g16.png")
     s = ImageSet.load(tmp_path)
     assert all(t.shape[0] == 3 for t in s.train + s.val)
     assert {t.dtype for t in s.train + s.val} == {torch.uint8, torch.float32}

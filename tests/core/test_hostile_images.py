@@ -12,8 +12,16 @@ from PIL import Image
 from denoise_studio.core import limits
 from denoise_studio.core.errors import DataError, ImageError
 from denoise_studio.core.images import from_channels, load_image, plan_outputs, to_channels
-from denoise_studio.core.inference import (add_noise, check_denoise_memory, denoise, estimate_sigma255,
-                                           model_from_spec, network_bytes, plan_tiles, predict)
+from denoise_studio.core.inference import (
+    add_noise,
+    check_denoise_memory,
+    denoise,
+    estimate_sigma255,
+    model_from_spec,
+    network_bytes,
+    plan_tiles,
+    predict,
+)
 from denoise_studio.core.presets import load_preset
 from denoise_studio.core.spec import spec_from_dict
 from tests.imagegen import TINY_SPEC, smooth_image

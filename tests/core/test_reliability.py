@@ -51,7 +51,7 @@ def test_sigkill_at_random_points_loses_at_most_the_steps_since_the_last_checkpo
             "--checkpoint-every", "7", "--eval-every", "50", "--threads", "1"]
     rng = random.Random(0)
     first = True
-    for attempt in range(3):
+    for _attempt in range(3):
         cmd = base + ([str(spec), "--data", str(data), "--batch-size", "4", "--crop", "16", "--device", "cpu"]
                       if first else ["--resume"])
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -4,8 +4,14 @@ import pytest
 
 from denoise_studio.core.errors import SpecFormatError
 from denoise_studio.core.presets import load_preset, load_spec, preset_names
-from denoise_studio.core.spec import (VERSION, ArchitectureSpec, apply_patch, load_spec_file,
-                                      spec_from_dict, spec_from_json)
+from denoise_studio.core.spec import (
+    VERSION,
+    ArchitectureSpec,
+    apply_patch,
+    load_spec_file,
+    spec_from_dict,
+    spec_from_json,
+)
 
 
 @pytest.mark.parametrize("name", preset_names())
