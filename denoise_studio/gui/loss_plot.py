@@ -170,6 +170,7 @@ class LossPlot(QWidget):
         lay.addLayout(bar)
         lay.addWidget(self.plot, 1)
 
+        self.pause_marks: list[pg.InfiniteLine] = []
         self.raw, self.ema, self.psnr = Series(), Series(), Series()
         self.compare: list[tuple[str, pg.PlotDataItem]] = []
         self._ema = 0.0
@@ -206,7 +207,18 @@ class LossPlot(QWidget):
         for _, curve in self.compare:
             self.plot.getPlotItem().removeItem(curve)
         self.compare = []
+        for line in self.pause_marks:
+            self.plot.getPlotItem().removeItem(line)
+        self.pause_marks = []
         self._dirty = True
+
+    def mark_pause(self, step: int) -> None:
+        """A vertical line where training was paused, so a gap in time reads as one on the plot."""
+        line = pg.InfiniteLine(pos=step, angle=90, movable=False, label="paused",
+                               pen=pg.mkPen("#d08c00", width=1, style=Qt.PenStyle.DotLine),
+                               labelOpts={"position": 0.95, "color": "#d08c00"})
+        self.plot.getPlotItem().addItem(line, ignoreBounds=True)
+        self.pause_marks.append(line)
 
     def add_loss(self, step: int, loss: float) -> None:
         if not math.isfinite(loss) or loss <= 0:

@@ -414,6 +414,8 @@ class MainWindow(QMainWindow):
     def ask_close_choice(self) -> str:
         if self.close_choice is not None:
             return self.close_choice
+        if not self.ask_before_close:   # no dialogs at close (tests, scripted use): the safe choice
+            return "stop"
         run = self.training.current_run
         box = QMessageBox(QMessageBox.Icon.Question, "Training in progress",
                           f"A run is training (step {self.training.last_step:,}) into {run}.", parent=self)

@@ -6,16 +6,21 @@ notices when the child dies without saying why (killed, crashed, out of memory).
 With `prewarm()`, a spare child starts ahead of time and pays for importing torch while the
 user is still editing, so that Start shows a first step in about a second instead of five;
 each run still gets a process of its own, and a new spare is started when a run ends.
+
+When the window closes during a run, the run either stops and saves (`stop_and_wait`) or goes
+on headless (`detach`): the child then outlives the app and still writes its run folder, which
+`denoise-studio watch` or the app's Open run can follow later.
 """
 from __future__ import annotations
 
+import multiprocessing.process
 import queue
 import time
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from denoise_studio.core.events import FailedEvent
-from denoise_studio.core.worker import spawn_context, warm_child
+from denoise_studio.core.worker import spawn_context, start_ignoring_sigint, warm_child
 
 POLL_MS = 50
 MAX_EVENTS_PER_POLL = 500
@@ -38,7 +43,9 @@ class TrainingSession(QObject):
         self._done = True
         self.keep_warm = False   # keep a spare child ready (prewarm), again after each run
         self.spare = None        # a child launched ahead of time, waiting for a job (see _launch)
-        self.child = None        # the child running the current run: (process, jobs, ready, events, stop, pause)
+        self.child = None        # the child running the current run: (process, jobs, ready, events, stop, pause,
+        #                          detach)
+        self.detach_flag = None
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_MS)
         self.timer.timeout.connect(self.poll)
@@ -55,11 +62,11 @@ class TrainingSession(QObject):
         """A training child (core.worker.warm_child): it imports what training needs, then waits for
         its one job. (process, jobs, ready, events, stop, pause)."""
         jobs, ready, events = self.ctx.Queue(), self.ctx.Event(), self.ctx.Queue()
-        stop, pause = self.ctx.Event(), self.ctx.Event()
+        stop, pause, detach = self.ctx.Event(), self.ctx.Event(), self.ctx.Event()
         process = self.ctx.Process(target=warm_child, name="denoise-studio-training", daemon=True,
-                                   args=(jobs, ready, events, stop, pause))
-        process.start()
-        return process, jobs, ready, events, stop, pause
+                                   args=(jobs, ready, events, stop, pause, detach))
+        start_ignoring_sigint(process)   # Ctrl+C in the terminal is the app's to handle
+        return process, jobs, ready, events, stop, pause, detach
 
     def prewarm(self) -> None:
         """Launch a spare child now (if there is none), and again after every run."""
@@ -92,7 +99,7 @@ class TrainingSession(QObject):
         # The spare (warm, or still warming: either way ahead) or a new child. Keep every queue and
         # flag referenced while it runs: a child still starting up unpickles them by name.
         self.child = spare or self._launch()
-        self.process, jobs, _, self.queue, self.stop_flag, self.pause_flag = self.child
+        self.process, jobs, _, self.queue, self.stop_flag, self.pause_flag, self.detach_flag = self.child
         jobs.put((spec, config, run_dir, resume))
         self._done = False
         self.timer.start()
@@ -107,17 +114,50 @@ class TrainingSession(QObject):
             self.pause_flag.clear()
 
     def kill(self) -> None:
-        """Hard stop, for shutdown: the run folder keeps its last complete checkpoint."""
+        """Hard stop: the run folder keeps its last complete checkpoint, and readers see no
+        terminal event with a free lock ("the writer is gone")."""
         if self.process is not None and self.process.is_alive():
             self.process.kill()
             self.process.join(2)
 
+    def stop_and_wait(self, timeout: float = 60.0):
+        """Stop the run and wait until the child has written its checkpoint and terminal event;
+        returns that event (or a FailedEvent if the child had to be killed after `timeout`)."""
+        ended = []
+        self.ended.connect(ended.append)
+        try:
+            self.stop()
+            deadline = time.monotonic() + timeout
+            while self.running and time.monotonic() < deadline:
+                self.poll()
+                if self.running:
+                    time.sleep(POLL_MS / 1000)
+            if self.running:
+                self.kill()
+                self.poll()
+        finally:
+            self.ended.disconnect(ended.append)
+        return ended[-1] if ended else None
+
+    def detach(self) -> int | None:
+        """Let the run go on headless after the app exits; returns the child's pid. The child stops
+        sending events, and multiprocessing forgets it, so the app's exit neither waits for it nor
+        terminates it."""
+        if not self.running or self.process is None:
+            return None
+        self.detach_flag.set()
+        self.timer.stop()
+        multiprocessing.process._children.discard(self.process)   # noqa: SLF001  (no public way)
+        pid = self.process.pid
+        self.process = None
+        self._done = True
+        return pid
+
     def shutdown(self) -> None:
-        """The window is closing: stop any run, end the spare."""
+        """The window is closing: stop any run keeping its checkpoint, end the spare."""
         self.keep_warm = False
         if self.running:
-            self.stop()
-            self.kill()
+            self.stop_and_wait()
         self.discard_spare()
 
     def poll(self) -> None:

@@ -3,21 +3,23 @@ progress, and runs (open, resume, compare). Training runs in a child process."""
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
-                               QProgressBar, QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
+                               QLineEdit, QProgressBar, QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
 
-from denoise_studio.core.analysis import analyze, downsampling_factor
+from denoise_studio.core.analysis import analyze
 from denoise_studio.core.devices import cpu_has_bf16, list_devices
 from denoise_studio.core.errors import DenoiseError
+from denoise_studio.core.events import FINISH_REASONS
 from denoise_studio.core.images import load_image
-from denoise_studio.core.runfolder import RunFolder, split_strip
-from denoise_studio.core.trainer import TrainConfig
+from denoise_studio.core.plan import (DEFAULT_STEPS, RESUME_REQUIRED, TrainConfig, cadences, default_runs_dir,
+                                      new_run_dir, round_crop)
+from denoise_studio.core.runfolder import RunFolder, gone_message, split_strip
+from denoise_studio.core.runlock import describe_writer
 from denoise_studio.format import duration
 from denoise_studio.gui.document import SpecDocument
 from denoise_studio.gui.image_pane import ImagePane
@@ -25,10 +27,6 @@ from denoise_studio.gui.loss_plot import GradNormStrip, LossPlot
 from denoise_studio.gui.training_session import TrainingSession
 
 BUILTIN_LABEL = "built-in samples (scikit-image)"
-
-
-def default_runs_dir() -> Path:
-    return Path(os.environ.get("DENOISE_STUDIO_RUNS", Path.home() / "DenoiseStudio" / "runs"))
 
 
 class DeviceSelector(QComboBox):
@@ -64,7 +62,8 @@ class TrainingView(QWidget):
         self.session = TrainingSession(self)
         self.session.event.connect(self.on_event)
         self.session.ended.connect(self.on_ended)
-        self.current_run: Path | None = None
+        self._current_run: Path | None = None
+        self.last_step = 0
         self.total_steps = 0
         self.start_time = 0.0
         self.first_step = 0
@@ -72,6 +71,7 @@ class TrainingView(QWidget):
         self.data_folder: str | None = None
         self.followed: RunFolder | None = None
         self.follow_offset = self.follow_steps = self.follow_total = 0
+        self.follow_checkpoint: int | None = None
         self.follow_timer = QTimer(self)
         self.follow_timer.setInterval(500)
         self.follow_timer.timeout.connect(self._follow_tick)
@@ -130,7 +130,8 @@ class TrainingView(QWidget):
         form = form2   # second column: sizes, schedule, speed
         self.crop = self._spin(form, "crop", TrainConfig.crop, 8, 1024, 8)
         self.batch = self._spin(form, "batch size", TrainConfig.batch_size, 1, 4096)
-        self.steps = self._spin(form, "steps", 2000, 1, 10_000_000, 100)
+        self.steps = self._spin(form, "steps", DEFAULT_STEPS, 1, 10_000_000, 100)
+        self.steps.setToolTip("The run's total number of steps; Resume run continues up to it.")
         self.lr = QDoubleSpinBox()
         self.lr.setDecimals(5)
         self.lr.setRange(1e-5, 1.0)
@@ -185,6 +186,22 @@ class TrainingView(QWidget):
         self.status.setObjectName("TrainingStatus")
         self.status.setWordWrap(True)
         left.addWidget(self.status)
+        path_row = QHBoxLayout()
+        self.run_path = QLineEdit()
+        self.run_path.setObjectName("RunFolderPath")
+        self.run_path.setAccessibleName("Run folder")
+        self.run_path.setReadOnly(True)
+        self.run_path.setPlaceholderText("run folder")
+        self.open_folder_button = QPushButton("Open folder")
+        self.open_folder_button.setObjectName("OpenFolderButton")
+        self.open_folder_button.clicked.connect(self.open_run_folder)
+        self.copy_path_button = QPushButton("Copy path")
+        self.copy_path_button.setObjectName("CopyPathButton")
+        self.copy_path_button.clicked.connect(self.copy_run_path)
+        path_row.addWidget(self.run_path, 1)
+        path_row.addWidget(self.open_folder_button)
+        path_row.addWidget(self.copy_path_button)
+        left.addLayout(path_row)
         self.message = QLabel("")
         self.message.setObjectName("TrainingMessage")
         self.message.setWordWrap(True)
@@ -201,7 +218,28 @@ class TrainingView(QWidget):
         root.addWidget(tabs, 1)
         self._noise_changed("gaussian")
         self._device_changed()
+        self.current_run = None
         self._set_running(False)
+
+    @property
+    def current_run(self) -> Path | None:
+        return self._current_run
+
+    @current_run.setter
+    def current_run(self, path) -> None:
+        self._current_run = Path(path) if path is not None else None
+        if hasattr(self, "run_path"):
+            self.run_path.setText(str(self._current_run) if self._current_run else "")
+            for b in (self.open_folder_button, self.copy_path_button):
+                b.setEnabled(self._current_run is not None)
+
+    def open_run_folder(self) -> None:
+        if self.current_run is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.current_run)))
+
+    def copy_run_path(self) -> None:
+        if self.current_run is not None:
+            QGuiApplication.clipboard().setText(str(self.current_run))
 
     def _spin(self, form, label, value, lo, hi, step=1) -> QSpinBox:
         w = QSpinBox()
@@ -251,9 +289,7 @@ class TrainingView(QWidget):
             sigma=(self.sigma_lo.value(), max(self.sigma_lo.value(), self.sigma_hi.value())),
             schedule=self.schedule.currentText(), timesteps=self.timesteps.value(),
             amp="bf16" if self.amp.isChecked() and self.amp.isEnabled() else "off",
-            compile=self.compile.isChecked(), eval_every=max(10, min(100, self.steps.value() // 20)),
-            preview_every=max(10, min(50, self.steps.value() // 40)),
-            checkpoint_every=max(50, min(500, self.steps.value() // 10)))
+            compile=self.compile.isChecked(), **cadences(self.steps.value()))
 
     # --- actions ---
     def _set_running(self, running: bool) -> None:
@@ -268,20 +304,17 @@ class TrainingView(QWidget):
         if self.session.running:
             return False
         spec, cfg = self.doc.spec, self.config()
-        factor = downsampling_factor(spec)
-        if cfg.crop % factor:
-            cfg.crop = max(factor, cfg.crop // factor * factor)
-            self.crop.setValue(cfg.crop)
+        cfg.crop = round_crop(cfg.crop, spec)
+        self.crop.setValue(cfg.crop)
         a = analyze(spec, cfg.crop)
         if not a.valid:
             self.message.setText(f"Fix the network before training: {a.errors[0]}")
             return False
-        name = "".join(c if c.isalnum() or c in "-_" else "-" for c in spec.name) or "run"
-        run_dir = self.runs_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        n = 1
-        while run_dir.exists():
-            run_dir = run_dir.with_name(f"{run_dir.name}-{n}")
-            n += 1
+        problems = cfg.problems(spec)
+        if problems:
+            self.message.setText(f"Fix the settings before training: {problems[0]}")
+            return False
+        run_dir = new_run_dir(spec.name, self.runs_dir)
         self.stop_following()
         self._begin(run_dir, cfg.steps)
         self.session.start(spec.to_dict(), cfg.to_dict(), str(run_dir))
@@ -290,13 +323,29 @@ class TrainingView(QWidget):
     def resume(self) -> bool:
         if self.session.running or self.current_run is None:
             return False
-        run = RunFolder(self.current_run)
-        cfg = TrainConfig.from_dict(run.config())
-        cfg.steps = max(cfg.steps, self.steps.value())
-        cfg.device = self.device_selector.device()
+        try:
+            run = RunFolder.open(self.current_run)
+            holder = run.writer()
+            if holder is not None:
+                raise DenoiseError(f"{run.path} is being written by {describe_writer(holder)}; wait for it to "
+                                   "finish or stop it (Open run… follows it live).")
+            cfg = TrainConfig.from_dict(run.config(), source=str(run.config_path), required=RESUME_REQUIRED)
+            cfg.steps = max(cfg.steps, self.steps.value())   # the total to reach, as on the command line
+            cfg.device = self.device_selector.device()
+            spec = run.spec()
+            last = run.checkpoint("last")
+            if last is not None:
+                from denoise_studio.core.checkpoint import load_checkpoint
+                done = load_checkpoint(last).step
+                if done >= cfg.steps:
+                    raise DenoiseError(f"the run is already at step {done:,} of {cfg.steps:,}; raise steps (the "
+                                       "run's total) above that to train further.")
+        except DenoiseError as e:
+            self.message.setText(f"Cannot resume: {e}")
+            return False
         self.stop_following()
         self._begin(self.current_run, cfg.steps, keep_plot=True)
-        self.session.start(run.spec().to_dict(), cfg.to_dict(), str(self.current_run), resume=True)
+        self.session.start(spec.to_dict(), cfg.to_dict(), str(self.current_run), resume=True)
         return True
 
     def _begin(self, run_dir: Path, steps: int, keep_plot: bool = False) -> None:
@@ -310,7 +359,7 @@ class TrainingView(QWidget):
             self.grad_strip.clear()
         self.message.setText("")
         self.progress.setValue(0)
-        self.status.setText(f"Starting… (run folder {run_dir})")
+        self.status.setText("Starting…")
         self._set_running(True)
 
     def toggle_pause(self) -> None:
@@ -318,8 +367,12 @@ class TrainingView(QWidget):
             return
         paused = not self.session.paused
         self.session.pause(paused)
-        self.pause_button.setText("Resume" if paused else "Pause")
-        self.status.setText("Paused." if paused else "Resumed.")
+        self.pause_button.setText("Continue" if paused else "Pause")
+        if paused:
+            self.loss_plot.mark_pause(self.last_step)
+            self.status.setText(f"Paused at step {self.last_step:,}. Press Continue (F6) to go on.")
+        else:
+            self.status.setText(f"Continuing from step {self.last_step:,}…")
 
     def stop(self) -> None:
         if self.session.running:
@@ -327,7 +380,17 @@ class TrainingView(QWidget):
             self.status.setText("Stopping after the current step…")
 
     def shutdown(self) -> None:
+        """Stop a run keeping its checkpoint (waits for the child to write it), end the spare."""
+        self.stop_following()
         self.session.shutdown()
+
+    def keep_training_in_background(self) -> int | None:
+        """The window closes but the run goes on headless; returns the child's pid."""
+        self.stop_following()
+        pid = self.session.detach()
+        self.session.keep_warm = False
+        self.session.discard_spare()
+        return pid
 
     # --- events from the child ---
     def on_event(self, ev) -> None:
@@ -341,6 +404,7 @@ class TrainingView(QWidget):
             if ev.skipped:
                 self.message.setText(f"{len(ev.skipped)} unreadable image(s) skipped: " + "; ".join(ev.skipped[:3]))
         elif name == "step":
+            self.last_step = ev.step
             self.loss_plot.add_loss(ev.step, ev.loss)
             if ev.grad_norms:
                 self.grad_strip.add(ev.step, ev.grad_norms)
@@ -349,17 +413,19 @@ class TrainingView(QWidget):
             done = ev.step - max(self.first_step, 0)
             eta = elapsed / max(done, 1) * (self.total_steps - ev.step)
             self.progress.setValue(int(100 * ev.step / max(self.total_steps, 1)))
+            if self.session.paused:
+                return   # a step that was in flight when Pause was pressed: keep "Paused at …" showing
             self.status.setText(f"step {ev.step:,}/{self.total_steps:,} · loss {ev.loss:.5f} · "
                                 f"{self.rate:.1f} img/s · elapsed {duration(elapsed)} · ETA {duration(eta)}")
         elif name == "eval":
             self.loss_plot.add_psnr(ev.step, ev.psnr)
         elif name == "preview" and self.image_pane is not None and ev.images:
             if self.image_pane.source is None:   # the user's own image, if any, is re-run on checkpoints
-                self.show_preview(ev.step, ev.images, ev.psnr)
+                self.show_preview(ev.step, ev.images, ev.psnr, ev.stats)
         elif name == "checkpoint" and self.current_run is not None:
             self.checkpoint_saved.emit(str(self.current_run / ev.path))
 
-    def show_preview(self, step: int, images: dict, psnr: float) -> None:
+    def show_preview(self, step: int, images: dict, psnr: float, stats: dict | None = None) -> None:
         clean = images.get("clean")
         metrics = {}
         if clean is not None:
@@ -367,14 +433,14 @@ class TrainingView(QWidget):
             metrics = {"noisy": f"{psnr_of(images['noisy'], clean):.2f} dB",
                        "reconstruction": f"{psnr:.2f} dB"}
         self.image_pane.show_result(images, f"Live preview at step {step:,} on a held-out validation image "
-                                    f"(σ = 25): reconstruction {psnr:.2f} dB", metrics)
+                                    f"(σ = 25): reconstruction {psnr:.2f} dB", metrics, stats=stats)
 
     def on_ended(self, ev) -> None:
         self._set_running(False)
         if ev.name == "finished":
-            why = {"steps": "all steps done", "time": "time limit reached", "stopped": "stopped"}[ev.reason]
+            why = FINISH_REASONS[ev.reason]
             self.progress.setValue(int(100 * ev.step / max(self.total_steps, 1)))
-            self.status.setText(f"Finished at step {ev.step:,} ({why}). Run folder: {self.current_run}")
+            self.status.setText(f"Finished at step {ev.step:,} ({why}); the last checkpoint is in the run folder.")
         else:
             kept = f" The last good checkpoint is kept: {ev.checkpoint}." if ev.checkpoint else ""
             self.message.setText(f"Training stopped: {ev.message}{kept} Change the settings and press Start "
@@ -403,8 +469,14 @@ class TrainingView(QWidget):
         self.follow_offset = 0
         self.follow_steps = 0
         self.follow_total = 0
-        ended = self._read_followed(live=False)
+        self.follow_checkpoint = None
         self.message.setText("")
+        try:
+            ended = self._read_followed(live=False)
+        except DenoiseError as e:
+            self.followed = None
+            self.message.setText(str(e))
+            return False
         self._set_running(False)
         if ended is None:
             self.follow_timer.start()
@@ -421,15 +493,21 @@ class TrainingView(QWidget):
         if self.followed is None:
             self.follow_timer.stop()
             return
-        ended = self._read_followed(live=True)
+        try:
+            ended = self._read_followed(live=True)
+        except DenoiseError as e:
+            self.message.setText(str(e))
+            ended = "unreadable"
         if ended is not None:
             self.follow_timer.stop()
             self.status.setText(f"Run {self.followed.path} {ended} at step {self.follow_steps:,}.")
             self.followed = None
 
     def _read_followed(self, live: bool) -> str | None:
-        """Plot what was appended to the followed run's events; returns how it ended, if it did."""
+        """Plot what was appended to the followed run's events; returns how it ended, if it did
+        (also when its writer died without saying so: the lock is free and no terminal event came)."""
         run = self.followed
+        alive = run.writer() is not None   # before reading: a writer releases its lock after its last line
         events, self.follow_offset = run.read_events(self.follow_offset)
         ended, last_preview = None, None
         for e in events:
@@ -444,8 +522,12 @@ class TrainingView(QWidget):
                 self.loss_plot.add_psnr(e.step, e.psnr)
             elif e.name == "preview" and e.path:
                 last_preview = e
+            elif e.name == "checkpoint" and not e.best:
+                self.follow_checkpoint = e.step
             elif e.name in ("finished", "failed"):
                 ended = "finished" if e.name == "finished" else f"failed: {e.message}"
+        if ended is None and not alive:
+            ended = "ended: " + gone_message(run.path, self.follow_checkpoint)
         if live and ended is None:
             self.progress.setValue(int(100 * self.follow_steps / max(self.follow_total, 1)))
             self.status.setText(f"Following {run.path}: step {self.follow_steps:,}/{self.follow_total:,}")

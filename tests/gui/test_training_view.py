@@ -57,7 +57,7 @@ def test_pause_resume_and_stop(view, qtbot):
     assert view.start()
     qtbot.waitUntil(lambda: steps_seen(view) >= 3, timeout=CHILD_TIMEOUT_MS)
     view.toggle_pause()
-    assert view.pause_button.text() == "Resume"
+    assert view.pause_button.text() == "Continue"
     qtbot.wait(600)                       # let in-flight steps land
     paused_at = steps_seen(view)
     qtbot.wait(1000)
