@@ -25,7 +25,7 @@ class Event:
     name = "event"
 
     def to_json(self) -> dict:
-        d = {"event": self.name}
+        d: dict = {"event": self.name}
         for f in fields(self):
             if f.metadata.get("json", True):
                 v = getattr(self, f.name)

@@ -102,12 +102,14 @@ RESUME_REQUIRED = ("data", "steps", "batch_size", "crop", "lr", "seed", "noise",
 _CHOICES = {"optimizer": ("adam", "adamw"), "amp": ("auto", "off", "bf16", "fp16"),
             "noise": ("gaussian", "ddpm"), "schedule": ("linear", "cosine")}
 # name -> (lowest, highest or a cap name, example)
-_INTS = {"steps": (1, "STEPS", 2000), "batch_size": (1, "BATCH", 8), "crop": (1, "CROP", 64),
-         "warmup": (0, "STEPS", 50), "seed": (0, 2**63 - 1, 0), "timesteps": (2, "TIMESTEPS", 1000),
+_INTS: dict[str, tuple[int, int | str, int]] = {
+    "steps": (1, "STEPS", 2000), "batch_size": (1, "BATCH", 8), "crop": (1, "CROP", 64),
+    "warmup": (0, "STEPS", 50), "seed": (0, 2**63 - 1, 0), "timesteps": (2, "TIMESTEPS", 1000),
          "eval_every": (1, "STEPS", 100), "preview_every": (1, "STEPS", 100),
          "checkpoint_every": (1, "STEPS", 200), "grad_norm_every": (1, "STEPS", 10), "threads": (1, "THREADS", 2)}
-_FLOATS = {"lr": (False, 10.0, 0.002), "weight_decay": (True, 10.0, 0.0), "grad_clip": (True, 1e6, 1.0),
-           "time_limit": (False, 10 * 365 * 86400, 600)}   # (zero allowed, highest, example)
+_FLOATS: dict[str, tuple[bool, float, float]] = {   # (zero allowed, highest, example)
+    "lr": (False, 10.0, 0.002), "weight_decay": (True, 10.0, 0.0), "grad_clip": (True, 1e6, 1.0),
+    "time_limit": (False, 10 * 365 * 86400, 600)}
 _OPTIONAL = {"channels_last", "threads", "time_limit"}
 
 
@@ -118,20 +120,20 @@ def _check_field(name: str, v, source: str):
     if v is None and name in _OPTIONAL:
         return None
     if name in _INTS:
-        lo, hi, example = _INTS[name]
-        hi = cap(hi) if isinstance(hi, str) else hi
+        lo, top, example = _INTS[name]
+        hi = cap(top) if isinstance(top, str) else int(top)
         if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
             raise ConfigError(f"{where}{name} is {shown}; it must be a whole number from {lo:,} to {hi:,} "
                               f"(e.g. {example}).")
         return v
     if name in _FLOATS:
-        zero_ok, hi, example = _FLOATS[name]
+        zero_ok, highest, sample = _FLOATS[name]
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and \
-            (v >= 0 if zero_ok else v > 0) and v <= hi
+            (v >= 0 if zero_ok else v > 0) and v <= highest
         if not ok:
             lowest = "at least 0" if zero_ok else "above 0"
-            raise ConfigError(f"{where}{name} is {shown}; it must be a number {lowest} and at most {hi:g} "
-                              f"(e.g. {example}).")
+            raise ConfigError(f"{where}{name} is {shown}; it must be a number {lowest} and at most {highest:g} "
+                              f"(e.g. {sample}).")
         return float(v)
     if name in _CHOICES:
         if v not in _CHOICES[name]:

@@ -205,7 +205,7 @@ def _make_dirs(path: Path) -> list[Path]:
         p = p.parent
     if path.exists() and not path.is_dir():
         raise DenoiseError(f"{path} is a file, not a folder; choose another folder for the run.")
-    made = []
+    made: list[Path] = []
     for d in reversed(missing):
         try:
             d.mkdir()

@@ -54,7 +54,8 @@ class RunLock:
     """The exclusive writer lock of one run folder; `release()` or process exit frees it."""
 
     def __init__(self, fd: int, path: Path):
-        self.fd, self.path = fd, path
+        self.fd: int | None = fd
+        self.path = path
 
     @classmethod
     def acquire(cls, folder) -> RunLock:
@@ -90,8 +91,9 @@ class RunLock:
         return cls(fd, path)
 
     def release(self) -> None:
-        if getattr(self, "fd", None) is not None:
-            os.close(self.fd)   # closing the last descriptor drops the flock
+        fd = getattr(self, "fd", None)
+        if fd is not None:
+            os.close(fd)   # closing the last descriptor drops the flock
             self.fd = None
 
     __del__ = release   # a writer object dropped without close() must not hold the folder

@@ -14,22 +14,30 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from denoise_studio.core.analysis import downsampling_factor
 from denoise_studio.core.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from denoise_studio.core.data import (VAL_SIGMA, ImageSet, sample_batch, step_generator,
-                                      validation_crops)
+from denoise_studio.core.data import VAL_SIGMA, ImageSet, sample_batch, step_generator, validation_crops
 from denoise_studio.core.devices import resolve_device
 from denoise_studio.core.errors import DataError, DenoiseError, SpecInvalidError
-from denoise_studio.core.events import (CheckpointEvent, EvalEvent, Event, FailedEvent, FinishedEvent,
-                                        PreviewEvent, StartedEvent, StepEvent)
+from denoise_studio.core.events import (
+    CheckpointEvent,
+    EvalEvent,
+    Event,
+    FailedEvent,
+    FinishedEvent,
+    PreviewEvent,
+    StartedEvent,
+    StepEvent,
+)
 from denoise_studio.core.metrics import psnr_batch
 from denoise_studio.core.network import build_network
-from denoise_studio.core.plan import TrainConfig  # noqa: F401  (re-exported: the settings live in plan)
 from denoise_studio.core.noise import make_noise
+from denoise_studio.core.plan import TrainConfig  # noqa: F401  (re-exported: the settings live in plan)
 from denoise_studio.core.runfolder import RunFolder
 from denoise_studio.core.spec import ArchitectureSpec
 
@@ -72,7 +80,8 @@ class Trainer:
         self.sinks = list(sinks) + ([run] if self.run_folder is not None else []) if self.rank == 0 else []
         self.control = control or Control()
         self.resume = resume
-        self.images = images
+        self.images: Any = images   # an ImageSet once _setup has run
+        self.resumed_from: int | None = None
         self.step = 0
         self.best_psnr = -math.inf
         self.eval_history: list[list] = []
@@ -104,7 +113,7 @@ class Trainer:
         self.model = build_network(self.spec).to(dev)
         self.channels_last = cfg.channels_last if cfg.channels_last is not None else dev.type == "cuda"
         if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+            self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         amp = cfg.amp
         if amp == "auto":
             amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if dev.type == "cuda" else "off"
@@ -112,7 +121,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.amp_dtype == torch.float16)
         opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.forward = self.model
+        self.forward: Any = self.model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
             self.forward = DistributedDataParallel(self.model, device_ids=[dev.index] if dev.type == "cuda" else None)
@@ -156,7 +165,7 @@ class Trainer:
             import torch.distributed as dist
             box = [str(path) if path else None]
             dist.broadcast_object_list(box, src=0)
-            path = box[0] and Path(box[0])
+            path = Path(box[0]) if box[0] else None
             if path is None:
                 return
         ckpt = load_checkpoint(path)
@@ -304,7 +313,7 @@ class Trainer:
         try:
             while self.step < cfg.steps:
                 elapsed = time.perf_counter() - start
-                deadline = bool(cfg.time_limit) and elapsed >= cfg.time_limit
+                deadline = cfg.time_limit is not None and elapsed >= cfg.time_limit
                 if self._should_stop(deadline):
                     reason = self._stop_reason(deadline)
                     break

@@ -102,7 +102,7 @@ class LossAxis(pg.AxisItem):
     def logTickStrings(self, values, scale, spacing):
         strings = super().logTickStrings(values, scale, spacing)
         keep = [f"{10 ** v * scale:.0e}"[0] in "125" for v in values]
-        return [s if k else "" for s, k in zip(strings, keep)]
+        return [s if k else "" for s, k in zip(strings, keep, strict=True)]
 
 
 class LossPlot(QWidget):
@@ -233,7 +233,7 @@ class LossPlot(QWidget):
         self._dirty = True
 
     def add_losses(self, steps, losses) -> None:
-        for s, v in zip(steps, losses):
+        for s, v in zip(steps, losses, strict=True):
             self.add_loss(s, v)
 
     def add_psnr(self, step: int, psnr: float) -> None:
@@ -244,7 +244,7 @@ class LossPlot(QWidget):
         """Overlay another run's smoothed loss curve."""
         s = Series()
         ema, n = 0.0, 0
-        for x, y in zip(steps, losses):
+        for x, y in zip(steps, losses, strict=True):
             if math.isfinite(y) and y > 0:
                 n += 1
                 ema = (1 - EMA_ALPHA) * ema + EMA_ALPHA * y

@@ -1,6 +1,7 @@
 """The main window: model builder (left), image pane (centre), training view (bottom)."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -8,14 +9,23 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QFont, QKeySequence
-from PySide6.QtWidgets import (QDialog, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
-                               QPlainTextEdit, QToolBar, QVBoxLayout)
+from PySide6.QtWidgets import (
+    QDialog,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QToolBar,
+    QVBoxLayout,
+)
 
 from denoise_studio import __version__
 from denoise_studio.core.errors import DenoiseError
+from denoise_studio.core.fileio import atomic_write_text
 from denoise_studio.core.network import network_code
 from denoise_studio.core.presets import load_preset, preset_names
-from denoise_studio.core.fileio import atomic_write_text
 from denoise_studio.core.spec import ArchitectureSpec, load_spec_file, spec_from_dict
 from denoise_studio.format import count
 from denoise_studio.gui.document import SpecDocument
@@ -249,7 +259,7 @@ class MainWindow(QMainWindow):
     def _fill_recent(self, recent) -> None:
         self.recent_menu.clear()
         for p in recent:
-            self.recent_menu.addAction(p, (lambda p: lambda: self.open_spec(p))(p))
+            self.recent_menu.addAction(p, functools.partial(self.open_spec, p))
         self.recent_menu.setEnabled(bool(recent))
 
     # --- autosave: the network being edited survives a crash ---

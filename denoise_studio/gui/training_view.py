@@ -8,16 +8,37 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
-                               QLineEdit, QProgressBar, QPushButton, QSpinBox, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from denoise_studio.core.analysis import analyze
 from denoise_studio.core.devices import cpu_has_bf16, list_devices
 from denoise_studio.core.errors import DenoiseError
 from denoise_studio.core.events import FINISH_REASONS
 from denoise_studio.core.images import load_image
-from denoise_studio.core.plan import (DEFAULT_STEPS, RESUME_REQUIRED, TrainConfig, cadences, default_runs_dir,
-                                      new_run_dir, round_crop)
+from denoise_studio.core.plan import (
+    DEFAULT_STEPS,
+    RESUME_REQUIRED,
+    TrainConfig,
+    cadences,
+    default_runs_dir,
+    new_run_dir,
+    round_crop,
+)
 from denoise_studio.core.runfolder import RunFolder, gone_message, split_strip
 from denoise_studio.core.runlock import describe_writer
 from denoise_studio.format import duration

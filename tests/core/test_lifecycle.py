@@ -147,7 +147,7 @@ def damaged_lines():
              b'{"event": "nope", "step": 1, "time": 0}', b'{"event": "step"}', b'\xff\xfe{"event": "step"}',
              b'{"event": "finished", "step": 3, "time": 0, "reason": "bogus"}',
              b'{"event": "step", "step": -4, "time": 0}', b"[" * 5000 + b"]" * 5000]
-    for name, cls in EVENT_TYPES.items():
+    for cls in EVENT_TYPES.values():
         good = cls(step=1, time=0.0).to_json()
         for f in fields(cls):
             if f.metadata.get("json", True):

@@ -164,6 +164,7 @@ def test_device_selector_lists_cpu_and_explains_unavailable_devices(view):
 
 def test_loss_plot_stays_correct_with_many_points(qapp):
     import numpy as np
+
     from denoise_studio.gui.loss_plot import LossPlot
     plot = LossPlot()
     steps = np.arange(1, 100_001)
@@ -203,6 +204,7 @@ def test_the_gui_follows_a_run_written_by_another_process(view, window, qtbot, t
 
 def test_envelope_keeps_every_peak_and_bounds_the_points():
     import numpy as np
+
     from denoise_studio.gui.loss_plot import envelope
     x = np.arange(1_000_000, dtype=float)
     y = np.random.default_rng(1).random(1_000_000)
@@ -215,6 +217,7 @@ def test_envelope_keeps_every_peak_and_bounds_the_points():
 
 def test_whole_series_envelope_is_kept_up_to_date_as_points_arrive():
     import numpy as np
+
     from denoise_studio.gui.loss_plot import Series
     y = np.random.default_rng(2).random(50_000)
     y[31_337] = 9.0
@@ -231,7 +234,7 @@ def test_whole_series_envelope_is_kept_up_to_date_as_points_arrive():
     fresh = Series()
     for i, v in enumerate(y):
         fresh.append(i, v)
-    for a, b in zip(live.envelope(columns=500), fresh.envelope(columns=500)):
+    for a, b in zip(live.envelope(columns=500), fresh.envelope(columns=500), strict=True):
         assert np.array_equal(a, b)                   # incremental == computed from scratch
     # 50,000 points in 500 columns: buckets of 128 (a power of two), each keeping its min and max
     k = 128
@@ -243,6 +246,7 @@ def test_whole_series_envelope_is_kept_up_to_date_as_points_arrive():
 
 def test_log_axis_labels_only_1_2_5_per_decade(qapp):
     import numpy as np
+
     from denoise_studio.gui.loss_plot import LossAxis
     axis = LossAxis("left")
     values = np.log10([0.001, 0.002, 0.003, 0.005, 0.007, 0.01, 0.02])
