@@ -22,6 +22,8 @@ from denoise_studio.core import modules
 from denoise_studio.core.blocks import (
     ACTIVATION_MIN,
     BLOCK_TYPES,
+    GROUPS_DO_NOT_DIVIDE,
+    NOT_DIVISIBLE,
     BlockContext,
     block_type_name,
     divisor_at_most,
@@ -39,6 +41,7 @@ class Issue:
     message: str
     fix: str
     patch: dict | None = None   # see spec.apply_patch
+    code: str = ""              # what kind of issue (blocks.NOT_DIVISIBLE, …): match this, never the message
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -193,10 +196,10 @@ def _check_norm(bt, b, ctx, index, is_head) -> list[Issue]:
     if is_head:
         return [Issue("error", index, msg + " This is the output head, which should not be normalised at all.",
                       "make the head a plain linear conv: norm none, act none.",
-                      {"block": index, "set": {"norm": "none", "act": "none"}})]
+                      {"block": index, "set": {"norm": "none", "act": "none"}}, GROUPS_DO_NOT_DIVIDE)]
     g = divisor_at_most(channels, groups)
     return [Issue("error", index, msg, f"use group:{g}, a divisor of {channels}.",
-                  {"block": index, "set": {"norm": f"group:{g}"}})]
+                  {"block": index, "set": {"norm": f"group:{g}"}}, GROUPS_DO_NOT_DIVIDE)]
 
 
 def _check_head(spec, reports, size) -> list[Issue]:
@@ -222,7 +225,7 @@ def _check_head(spec, reports, size) -> list[Issue]:
                             "use as many upsamplings as downsamplings."))
     if bt is None or any(p.level == "error" for p in bt.check_fields(b)):
         return issues   # the head's own fields are wrong (reported): its activation and norm mean nothing yet
-    act = b.get("act", "silu") if bt is not None and bt.name in ("conv", "residual") else "none"
+    act = bt.get(b, "act") if bt is not None and bt.has_act else "none"
     low = ACTIVATION_MIN.get(act)
     if act in ("relu", "silu", "gelu", "mish"):
         issues.append(Issue("error", last, f"the output head ends in {act}, which cannot go below {low}: "
@@ -232,8 +235,8 @@ def _check_head(spec, reports, size) -> list[Issue]:
         issues.append(Issue("warning", last, "the output head ends in tanh, bounded to [-1, 1]: noise "
                                              "beyond ±1 (σ above ~100/255) is clipped.",
                             "remove the head's activation (act none).", head_fix))
-    norm = b.get("norm", "group:8") if bt is not None and bt.name == "conv" else "none"
-    if norm != "none" and not any(i.block == last and "GroupNorm" in i.message for i in issues):
+    norm = bt.get(b, "norm") if bt is not None and bt.norm_on_output else "none"
+    if norm != "none" and not any(i.block == last and i.code == GROUPS_DO_NOT_DIVIDE for i in issues):
         try:
             ok = parse_norm(norm) is None or c % parse_norm(norm) == 0
         except ValueError:
@@ -257,7 +260,8 @@ def analyze(spec: ArchitectureSpec, size: int = 64) -> Analysis:
     emb = embedding_width(spec) if usable else 0
     saved: dict = {}
     rf, jump = 1.0, 1.0
-    n_down = n_residual = 0
+    n_down = n_embedded = 0
+    factor = 1
     for i, b in enumerate(spec.blocks):
         bt = BLOCK_TYPES.get(block_type_name(b))
         if bt is None:
@@ -266,12 +270,10 @@ def analyze(spec: ArchitectureSpec, size: int = 64) -> Analysis:
             result.blocks.append(BlockReport(i, show(b.get("type"), 20), shape, shape, receptive_field=rf))
             continue
         ctx = BlockContext(in_shape=shape, saved=saved, emb_dim=emb)
-        own = [Issue(p.level, i, p.message, p.fix, {"block": i, **p.patch} if p.patch else None)
-               for p in bt.check_fields(b)]
+        own = [_issue(i, p) for p in bt.check_fields(b)]
         fields_ok = not any(x.level == "error" for x in own)
         if fields_ok:
-            own += [Issue(p.level, i, p.message, p.fix, {"block": i, **p.patch} if p.patch else None)
-                    for p in bt.check(b, ctx)]
+            own += [_issue(i, p) for p in bt.check(b, ctx)]
             own += _check_norm(bt, b, ctx, i, is_head=(i == len(spec.blocks) - 1))
         bid = b.get("id")
         if isinstance(bid, str) and bid in saved:
@@ -298,20 +300,22 @@ def analyze(spec: ArchitectureSpec, size: int = 64) -> Analysis:
         if isinstance(bid, str) and bid:
             saved[bid] = (out, rf, jump)
         shape = out
-        n_down += bt.name == "down"
-        n_residual += bt.name == "residual"
+        n_down += bt.downsampling > 1
+        factor *= bt.downsampling
+        n_embedded += bt.takes_embedding
     if spec.blocks:
         result.issues += _check_head(spec, result.blocks, size)
-    if usable and spec.conditioning == "timestep" and spec.blocks and not n_residual:
+    if usable and spec.conditioning == "timestep" and spec.blocks and not n_embedded:
         result.issues.append(Issue("warning", None, "timestep conditioning has no effect: only residual "
                                                     "blocks take the embedding.",
                                    'add residual blocks, or set "conditioning" to "none".',
                                    {"set_top": {"conditioning": "none"}}))
-    if size % (2 ** n_down) and not any("divisible" in x.message for x in result.issues):
-        result.issues.append(Issue("error", None, f"input size {size} is not divisible by 2^{n_down} "
-                                                  f"= {2 ** n_down} ({n_down} downsamplings).",
-                                   f"use a size divisible by {2 ** n_down}; inference pads images "
-                                   "automatically."))
+    if size % factor and not any(x.code == NOT_DIVISIBLE for x in result.issues):
+        power = f"2^{n_down} = " if factor == 2 ** n_down else ""
+        result.issues.append(Issue("error", None, f"input size {size} is not divisible by {power}{factor} "
+                                                  f"({n_down} downsamplings).",
+                                   f"use a size divisible by {factor}; inference pads images "
+                                   "automatically.", code=NOT_DIVISIBLE))
     result.total_params = sum(b.params or 0 for b in result.blocks)
     if emb:
         with torch.device("meta"):
@@ -327,6 +331,11 @@ def analyze(spec: ArchitectureSpec, size: int = 64) -> Analysis:
     result.activation_bytes = sum(b.activation_bytes for b in result.blocks)
     result.receptive_field = rf
     return result
+
+
+def _issue(index: int, p) -> Issue:
+    """A block type's Problem as an Issue of block `index`."""
+    return Issue(p.level, index, p.message, p.fix, {"block": index, **p.patch} if p.patch else None, p.code)
 
 
 def _check_out_shape(out, shape, index) -> tuple[list[Issue], tuple]:
@@ -358,5 +367,6 @@ def peak_inference_bytes(spec: ArchitectureSpec, analysis: Analysis) -> int:
 
 
 def downsampling_factor(spec: ArchitectureSpec) -> int:
-    """Input sizes must be multiples of this (inference pads to it)."""
-    return 2 ** sum(1 for b in spec.blocks if b.get("type") == "down")
+    """Input sizes must be multiples of this (inference pads to it): the product of every
+    downsampling block's factor."""
+    return math.prod(BLOCK_TYPES[t].downsampling for t in map(block_type_name, spec.blocks) if t is not None)

@@ -1,13 +1,18 @@
 """The block registry: each block type declares its parameters, its shape rule, its checks,
 its receptive-field rule and the `modules.py` class that implements it.
 
-A new block type is one class here plus `@register`. The GUI's palette and properties
-editor, validation and the code generator all read from this registry.
+A new block type is one class plus `@register` (in any module that is imported). The GUI's
+palette, stack and properties editor, validation, shape inference, inference padding and
+tiling, and the code generator all read from this registry: what a block *is* (how it
+resamples, whether it takes the timestep embedding, whether it merges a skip, whether it sees
+the whole image) is declared here as traits, and nothing outside the registry compares a
+type name.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 from denoise_studio.core import modules
@@ -37,6 +42,7 @@ class Problem:
     fix: str
     patch: dict | None = None   # {"set": {...}} on this block, if a one-click fix exists
     level: str = "error"
+    code: str = ""              # what kind of problem, for code that must recognise one (never the wording)
 
 
 @dataclass
@@ -92,6 +98,50 @@ class BlockType:
     label = ""
     description = ""
     params: tuple[Param, ...] = ()
+
+    # Traits: what the rest of the program needs to know about a block, without its name.
+    scale: Fraction = Fraction(1)   # output H, W over input H, W: 1/2 halves (a downsampling), 2 doubles
+    takes_embedding = False         # its module is called (x, emb) and receives the timestep embedding
+    merges_skip = False             # its module is called (x, skip) with the output of the block named
+    #                                 by its "source" param (any block with an "id" is a skip source)
+    global_field = False            # sees every position: receptive field is the whole image, cost ∝ (H·W)²
+    norm_on_output = False          # its norm (if any) is the last thing applied to its output
+    colour = "#888888"              # the GUI's colour for this type (palette, stack, skip brackets)
+
+    @property
+    def downsampling(self) -> int:
+        """How many times smaller the block makes the image (1 when it does not downsample)."""
+        return int(1 / self.scale) if self.scale < 1 else 1
+
+    @property
+    def source_param(self) -> str | None:
+        """The param naming the earlier block a merging block takes its skip from."""
+        return next((p.name for p in self.params if p.kind == "source"), None)
+
+    @property
+    def has_act(self) -> bool:
+        return any(p.name == "act" for p in self.params)
+
+    def summary(self, b: dict, text=None) -> list[str]:
+        """Short pieces describing a block's settings ("→64", "group:8", "silu"); `text` renders a
+        value the way the caller shows values (default: show)."""
+        text = text or show
+        names = {p.name for p in self.params}
+        parts = []
+        if "out_channels" in names and self.get(b, "out_channels") is not None and self.changes_channels(b):
+            parts.append(f"→{text(self.get(b, 'out_channels'))}")
+        for key in ("mode", "norm", "act"):
+            if key in names:
+                parts.append(text(self.get(b, key)))
+        return parts
+
+    def changes_channels(self, b: dict) -> bool:
+        """Whether "out_channels" takes effect with the block's other settings."""
+        return True
+
+    def extra_bytes(self, b: dict, positions: float) -> int:
+        """Memory beyond the block's output, at `positions` = H·W entering it (attention's scores)."""
+        return 0
 
     def defaults(self) -> dict:
         return {"type": self.name, **{p.name: p.default for p in self.params if p.default is not None}}
@@ -175,6 +225,9 @@ def _field_problem(p: Param, v) -> str | None:
     return None
 
 
+NOT_DIVISIBLE = "size_not_divisible"   # Problem/Issue code: a size a downsampling cannot divide
+GROUPS_DO_NOT_DIVIDE = "groups_do_not_divide"   # GroupNorm groups that do not divide the channels
+
 BLOCK_TYPES: dict[str, BlockType] = {}
 
 
@@ -203,12 +256,21 @@ class ConvBlockType(BlockType):
               Param("kernel", "kernel", 3, help="kernel size (odd)"),
               Param("norm", "norm", "group:8"),
               Param("act", "act", "silu"))
+    norm_on_output = True
+    colour = "#4c78a8"
 
     def out_shape(self, b, ctx):
-        return (b.get("out_channels", 64), *ctx.in_shape[1:])
+        return (self.get(b, "out_channels"), *ctx.in_shape[1:])
 
     def norm_channels(self, b, ctx):
-        return b.get("out_channels", 64)
+        return self.get(b, "out_channels")
+
+    def summary(self, b, text=None):
+        parts = super().summary(b, text)
+        if self.get(b, "kernel") != 3:
+            k = (text or show)(self.get(b, "kernel"))
+            parts.insert(0 if self.get(b, "out_channels") is None else 1, f"{k}×{k}")
+        return parts
 
     def receptive(self, b, rf, jump, ctx):
         return rf + (self.get(b, "kernel") - 1) * jump, jump
@@ -227,6 +289,8 @@ class ResidualBlockType(BlockType):
     params = (Param("out_channels", "int", None, optional=True, help="output channels (empty: same as input)"),
               Param("norm", "norm", "group:8"),
               Param("act", "act", "silu"))
+    takes_embedding = True
+    colour = "#54a24b"
 
     def out_shape(self, b, ctx):
         return (_out_channels(self, b, ctx), *ctx.in_shape[1:])
@@ -250,6 +314,11 @@ class DownBlockType(BlockType):
     params = (Param("mode", "choice", "conv", choices=("conv", "maxpool", "avgpool")),
               Param("out_channels", "int", None, optional=True,
                     help="output channels of the strided conv (empty: same as input)"))
+    scale = Fraction(1, 2)
+    colour = "#e45756"
+
+    def changes_channels(self, b):
+        return self.get(b, "mode") == "conv"
 
     def out_shape(self, b, ctx):
         c, h, w = ctx.in_shape
@@ -269,7 +338,7 @@ class DownBlockType(BlockType):
             problems.append(Problem(f"input of {h}×{w} is not divisible by 2, so the size after "
                                     "upsampling will not match.",
                                     "choose an input size divisible by 2^(number of downsamplings); "
-                                    "inference pads images automatically."))
+                                    "inference pads images automatically.", code=NOT_DIVISIBLE))
         return problems
 
     def receptive(self, b, rf, jump, ctx):
@@ -288,6 +357,11 @@ class UpBlockType(BlockType):
     params = (Param("mode", "choice", "nearest", choices=("transposed", "nearest", "bilinear")),
               Param("out_channels", "int", None, optional=True, help="output channels (empty: same as input)"),
               Param("conv", "bool", True, help="3×3 conv after a resize (off: plain resize)"))
+    scale = Fraction(2)
+    colour = "#f58518"
+
+    def summary(self, b, text=None):
+        return super().summary(b, text) + ([] if self._has_conv(b) else ["no conv"])
 
     def _has_conv(self, b):
         return self.get(b, "mode") == "transposed" or self.get(b, "conv")
@@ -322,9 +396,18 @@ class AttentionBlockType(BlockType):
     description = "Multi-head self-attention over all H×W positions, added to the input (cost grows as (H·W)²)."
     params = (Param("heads", "int", 1, help="attention heads (must divide the channels)"),
               Param("norm", "norm", "group:8"))
+    global_field = True
+    colour = "#b279a2"
 
     def norm_channels(self, b, ctx):
         return ctx.in_shape[0]
+
+    def summary(self, b, text=None):
+        return super().summary(b, text) + [f"{(text or show)(self.get(b, 'heads'))} head(s)"]
+
+    def extra_bytes(self, b, positions):
+        heads = b.get("heads", 1) if isinstance(b.get("heads", 1), int) else 1
+        return int(2 * 4 * max(heads, 1) * positions * positions)   # scores and their softmax
 
     def check(self, b, ctx):
         c, h, w = ctx.in_shape
@@ -354,6 +437,11 @@ class MergeBlockType(BlockType):
     description = "U-Net skip: concatenate or add the output of an earlier block that has an id."
     params = (Param("from", "source", None, help="id of the earlier block"),
               Param("mode", "choice", "concat", choices=("concat", "add")))
+    merges_skip = True
+    colour = "#72b7b2"
+
+    def summary(self, b, text=None):
+        return [f"from {(text or show)(b.get('from'))}", *super().summary(b, text)]
 
     def _source(self, b, ctx):
         return ctx.saved.get(b.get("from"))

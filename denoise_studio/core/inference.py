@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from denoise_studio.core import limits
 from denoise_studio.core.analysis import analyze, downsampling_factor, peak_inference_bytes
+from denoise_studio.core.blocks import BLOCK_TYPES, block_type_name
 from denoise_studio.core.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
 from denoise_studio.core.devices import resolve_device
 from denoise_studio.core.images import to_channels
@@ -48,7 +49,7 @@ class LoadedModel:
     @property
     def default_tile(self) -> int:
         """512, or smaller when attention's (H·W)² cost would dominate."""
-        if any(b.get("type") == "attention" for b in self.spec.blocks):
+        if any(t is not None and BLOCK_TYPES[t].global_field for t in map(block_type_name, self.spec.blocks)):
             return min(DEFAULT_TILE, 64 * self.factor)
         return DEFAULT_TILE
 
@@ -181,10 +182,9 @@ def network_bytes(lm: LoadedModel, h: int, w: int) -> int:
     scale = h * w / (s0 * s0)
     total = int(a.activation_bytes * scale)
     for b, block in zip(a.blocks, lm.spec.blocks, strict=True):
-        if b.type == "attention":
-            positions = b.input_shape[1] * b.input_shape[2] * scale
-            heads = block.get("heads", 1) if isinstance(block.get("heads", 1), int) else 1
-            total += int(2 * 4 * max(heads, 1) * positions * positions)   # scores and their softmax
+        t = block_type_name(block)
+        if t is not None:
+            total += BLOCK_TYPES[t].extra_bytes(block, b.input_shape[1] * b.input_shape[2] * scale)
     return total
 
 

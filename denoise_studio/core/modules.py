@@ -67,6 +67,8 @@ class ResidualBlock(nn.Module):
     activation, as DDPM U-Nets do.
     """
 
+    takes_embedding = True   # Denoiser calls it (x, emb)
+
     def __init__(self, in_ch, out_ch, norm="group:8", act="silu", emb_dim=0):
         super().__init__()
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
@@ -138,6 +140,8 @@ class SelfAttention(nn.Module):
 class Merge(nn.Module):
     """A U-Net skip: concatenate or add an earlier block's output."""
 
+    merges_skip = True   # Denoiser calls it (x, output of the block named self.source)
+
     def __init__(self, source, mode="concat"):
         super().__init__()
         self.source = source
@@ -163,7 +167,9 @@ class TimestepEmbedding(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """Runs its blocks in order; blocks named in `keep` are saved for later merges.
+    """Runs its blocks in order; blocks named in `keep` are saved for later merges. A block whose
+    class says `merges_skip` is called (x, saved[block.source]); one that says `takes_embedding`
+    is called (x, emb); any other, (x).
 
     conditioning: "none"; "noise_level" (σ in [0, 1] appended as an extra input channel,
     as FFDNet does); "timestep" (embedding added inside residual blocks).
@@ -185,9 +191,9 @@ class Denoiser(nn.Module):
             emb = self.time_embed(torch.zeros(x.shape[0], device=x.device) if cond is None else cond)
         saved = {}
         for i, block in enumerate(self.blocks):
-            if isinstance(block, Merge):
+            if getattr(block, "merges_skip", False):
                 x = block(x, saved[block.source])
-            elif isinstance(block, ResidualBlock):
+            elif getattr(block, "takes_embedding", False):
                 x = block(x, emb)
             else:
                 x = block(x)

@@ -79,6 +79,10 @@ def network_code(spec: ArchitectureSpec) -> str:
     calls = "\n".join(f"        {_call(cls, kw)},  # {i}: {spec.blocks[i]['type']}"
                       for i, (cls, kw) in enumerate(constructors))
     source = inspect.getsource(modules).split('"""', 2)[2].lstrip("\n")
+    # a block type registered outside core (a plug-in, a test) brings its module's class along;
+    # it may use what modules.py imports (math, torch, nn, F)
+    extra = list(dict.fromkeys(cls for cls, _ in constructors if getattr(modules, cls.__name__, None) is not cls))
+    source += "".join(f"\n\n{inspect.getsource(cls)}" for cls in extra)
     return ('"""A noise-prediction network exported by Denoise Studio (its name and description are\n'
             "NAME and DESCRIPTION below).\n\n"
             f"Input: (B, {int(spec.in_channels)}, H, W) with H, W multiples of {int(downsampling_factor(spec))}; "

@@ -14,8 +14,6 @@ from denoise_studio.format import count, shape_text
 from denoise_studio.gui.document import SpecDocument
 
 BLOCK_MIME = "application/x-denoise-studio-block"
-TYPE_COLOURS = {"conv": "#4c78a8", "residual": "#54a24b", "down": "#e45756", "up": "#f58518",
-                "attention": "#b279a2", "merge": "#72b7b2"}
 MARGIN = 34      # left margin for skip brackets
 INDENT = 14      # per resolution level
 
@@ -41,7 +39,7 @@ class BlockPalette(QListWidget):
             item = QListWidgetItem(f"+ {bt.label}")
             item.setData(Qt.ItemDataRole.UserRole, name)
             item.setToolTip(f"{bt.description}\nClick to add after the selected block, or drag into the stack.")
-            item.setForeground(QColor(TYPE_COLOURS.get(name, "#333")))
+            item.setForeground(QColor(bt.colour))
             item.setSizeHint(QSize(118, 26))
             self.addItem(item)
         self.setFixedHeight(2 * 32 + 12)
@@ -87,7 +85,7 @@ class _RowDelegate(QStyledItemDelegate):
         p.setPen(QPen(QColor("#3d7be0") if selected else QColor("#d0d0d8"), 1))
         p.setBrush(bg)
         p.drawRoundedRect(body, 4, 4)
-        colour = QColor(TYPE_COLOURS.get(info.get("type"), "#888"))
+        colour = QColor(info.get("colour", "#888"))
         p.setPen(Qt.PenStyle.NoPen)
         p.setBrush(colour)
         p.drawRoundedRect(QRect(body.left(), body.top(), 5, body.height()), 2, 2)
@@ -154,13 +152,15 @@ class BlockStack(QListWidget):
             errors = [x for x in issues if x.level == "error"]
             shown = (errors or issues)[:1]
             t = block_type_name(b)
-            if t == "up":
+            bt = BLOCK_TYPES[t] if t is not None else None
+            if bt is not None and bt.scale > 1:
                 depth = max(0, depth - 1)
             info = {"type": t or show(b.get("type"), 12), "summary": block_summary(b), "depth": depth,
+                    "colour": bt.colour if bt is not None else "#888",
                     "shape": shape_text(report.output_shape) if report else "",
                     "params": count(report.params) if report and report.params is not None else "—",
                     "level": "error" if errors else ("warning" if issues else "")}
-            if t == "down":
+            if bt is not None and bt.scale < 1:
                 depth += 1
             item = QListWidgetItem()
             item.setData(Qt.ItemDataRole.UserRole + 1, info)
@@ -188,21 +188,25 @@ class BlockStack(QListWidget):
         blocks = self.doc.spec.blocks
         ids = {b.get("id"): i for i, b in enumerate(blocks) if isinstance(b.get("id"), str)}
         # "from" may be any JSON value (a list is unhashable): only a string can name a block
-        links = [(ids[b["from"]], i) for i, b in enumerate(blocks) if block_type_name(b) == "merge"
-                 and isinstance(b.get("from"), str) and ids.get(b["from"], i) < i]
+        links = []
+        for i, b in enumerate(blocks):
+            t = block_type_name(b)
+            key = BLOCK_TYPES[t].source_param if t is not None and BLOCK_TYPES[t].merges_skip else None
+            if key is not None and isinstance(b.get(key), str) and ids.get(b[key], i) < i:
+                links.append((ids[b[key]], i, BLOCK_TYPES[t].colour))
         if not links:
             return
         p = QPainter(self.viewport())
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        for n, (src, dst) in enumerate(sorted(links, key=lambda ab: ab[0] - ab[1])):
+        for n, (src, dst, colour) in enumerate(sorted(links, key=lambda ab: ab[0] - ab[1])):
             r1, r2 = self.visualItemRect(self.item(src)), self.visualItemRect(self.item(dst))
             x = 6 + 7 * n
             y1, y2 = r1.top() + 13, r2.top() + 13
-            p.setPen(QPen(QColor(TYPE_COLOURS["merge"]).darker(120), 2))
+            p.setPen(QPen(QColor(colour).darker(120), 2))
             p.drawLine(MARGIN - 2, y1, x, y1)
             p.drawLine(x, y1, x, y2)
             p.drawLine(x, y2, MARGIN - 2, y2)
-            p.setBrush(QBrush(QColor(TYPE_COLOURS["merge"])))
+            p.setBrush(QBrush(QColor(colour)))
             p.drawEllipse(QPoint(MARGIN - 2, y2), 3, 3)
         p.end()
 
@@ -257,24 +261,7 @@ def block_summary(b: dict) -> str:
     t = block_type_name(b)
     if t is None:
         return "unknown type"
-    bt = BLOCK_TYPES[t]
-    names = {p.name for p in bt.params}
-    parts = []
-    if "out_channels" in names:
-        c = bt.get(b, "out_channels")
-        if c is not None and (t != "down" or bt.get(b, "mode") == "conv"):
-            parts.append(f"→{_text(c)}")
-    if t == "conv" and bt.get(b, "kernel") != 3:
-        parts.append(f"{_text(bt.get(b, 'kernel'))}×{_text(bt.get(b, 'kernel'))}")
-    for key in ("mode", "norm", "act"):
-        if key in names:
-            parts.append(_text(bt.get(b, key)))
-    if t == "attention":
-        parts.append(f"{_text(bt.get(b, 'heads'))} head(s)")
-    if t == "merge":
-        parts.insert(0, f"from {_text(b.get('from'))}")
-    if t == "up" and bt.get(b, "mode") != "transposed" and not bt.get(b, "conv"):
-        parts.append("no conv")
+    parts = BLOCK_TYPES[t].summary(b, _text)
     if b.get("id") is not None:
         parts.append(f"id {_text(b['id'])}")
     return " · ".join(parts)

@@ -98,10 +98,10 @@ class SpecDocument(QObject):
         """Insert a new block with its defaults, after the selection by default."""
         bt = block_type(type_name)
         block = bt.defaults()
-        if type_name == "merge":
+        if bt.merges_skip and bt.source_param:
             ids = self.ids_before(len(self.spec.blocks) if index is None else index)
             if ids:
-                block["from"] = ids[-1]
+                block[bt.source_param] = ids[-1]
         if index is None:
             index = self.selected + 1 if self.selected >= 0 else len(self.spec.blocks)
         blocks = copy.deepcopy(self.spec.blocks)
