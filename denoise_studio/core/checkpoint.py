@@ -25,6 +25,7 @@ from denoise_studio.core.errors import CheckpointError, DenoiseError
 from denoise_studio.core.fileio import atomic_write_bytes, read_regular
 from denoise_studio.core.limits import cap
 from denoise_studio.core.network import build_network
+from denoise_studio.core.noise import NOISE_PROCESSES
 from denoise_studio.core.presets import PRETRAINED, pretrained_path
 from denoise_studio.core.spec import ArchitectureSpec, spec_from_dict
 
@@ -35,8 +36,6 @@ ST_DTYPE = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", to
             torch.bool: "BOOL"}
 OPTIM_KEY = re.compile(r"optim\.(\d{1,9})\.([A-Za-z_][A-Za-z0-9_]*)")
 SCALAR_KEY = re.compile(r"(\d{1,9})\.([A-Za-z_][A-Za-z0-9_]*)")
-NOISE_KEYS = {"gaussian": {"noise", "sigma"}, "ddpm": {"noise", "schedule", "timesteps"}}
-SCHEDULES = ("linear", "cosine")
 
 
 def _looks_pickled(data: bytes) -> bool:
@@ -134,22 +133,14 @@ def validate_meta(meta, path) -> dict:
 
 
 def _validate_noise(noise, bad) -> None:
-    if not isinstance(noise, dict) or noise.get("noise", "gaussian") not in NOISE_KEYS:
-        bad("noise", f"an object whose noise is one of {', '.join(NOISE_KEYS)}")
+    if not isinstance(noise, dict) or noise.get("noise", "gaussian") not in NOISE_PROCESSES:
+        bad("noise", f"an object whose noise is one of {', '.join(NOISE_PROCESSES)}")
     kind = noise.get("noise", "gaussian")
-    if set(noise) - NOISE_KEYS[kind]:
-        bad("noise", f"{kind} noise settings ({', '.join(sorted(NOISE_KEYS[kind]))})")
-    if kind == "gaussian" and "sigma" in noise:
-        sigma = noise["sigma"]
-        if not (isinstance(sigma, list) and len(sigma) == 2 and all(_is_number(v) and 0 <= v <= 255 for v in sigma)
-                and sigma[0] <= sigma[1]):
-            bad("noise.sigma", "two numbers from 0 to 255, the lower first")
-    if kind == "ddpm":
-        if noise.get("schedule", "linear") not in SCHEDULES:
-            bad("noise.schedule", f"one of {', '.join(SCHEDULES)}")
-        t = noise.get("timesteps", 1000)
-        if not (_is_int(t) and 1 <= t <= cap("TIMESTEPS")):
-            bad("noise.timesteps", f"an integer from 1 to {cap('TIMESTEPS'):,}")
+    process = NOISE_PROCESSES[kind]
+    if set(noise) - process.config_keys:
+        bad("noise", f"{kind} noise settings ({', '.join(sorted(process.config_keys))})")
+    for where, must_be in process.config_problems(noise):
+        bad(where, must_be)
 
 
 def _header(data: bytes, path) -> dict:

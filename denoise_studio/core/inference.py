@@ -26,7 +26,7 @@ from denoise_studio.core.images import to_channels
 from denoise_studio.core.limits import check_memory
 from denoise_studio.core.metrics import psnr
 from denoise_studio.core.network import build_network
-from denoise_studio.core.noise import make_noise
+from denoise_studio.core.noise import NoiseProcess, make_noise
 from denoise_studio.core.spec import ArchitectureSpec
 
 DEFAULT_TILE = 512
@@ -37,7 +37,7 @@ NOISE_SEED = 0   # synthetic noise is seeded, so every view of the same image an
 class LoadedModel:
     spec: ArchitectureSpec
     model: torch.nn.Module
-    noise: object
+    noise: NoiseProcess
     device: torch.device
     path: Path | None = None
     meta: dict | None = None

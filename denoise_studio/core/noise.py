@@ -11,20 +11,96 @@ metrics and the GUI's panes all agree:
 
 Images are float tensors in [0, 1], shape (B, C, H, W). A noise "level" is one float per
 sample: σ/255 for gaussian, t for ddpm.
+
+A new process is one class implementing `NoiseProcess` plus `@register_noise`: the CLI's
+`--noise` choices, the app's options, checkpoints' validation and `make_noise` read the
+registry, `NOISE_PROCESSES`.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from numbers import Real
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
+from denoise_studio.core.errors import DenoiseError
+from denoise_studio.core.limits import cap
 
+
+@runtime_checkable
+class NoiseProcess(Protocol):
+    """What every noise process answers. Tensors are (B, C, H, W); `level` is (B,)."""
+
+    kind: ClassVar[str]             # its registry name, the "noise" of its config
+    has_timesteps: ClassVar[bool]   # levels are discrete timesteps t (reverse-process sampling works)
+    config_keys: ClassVar[frozenset[str]]   # the keys its config dict may hold
+
+    @classmethod
+    def from_dict(cls, d: dict) -> NoiseProcess: ...
+    @classmethod
+    def config_problems(cls, d: dict) -> list[tuple[str, str]]:
+        """(field, what it must be) for every wrong value of a config (from an untrusted file)."""
+        ...
+    def to_dict(self) -> dict: ...
+    def sample_levels(self, n: int, generator: torch.Generator) -> torch.Tensor: ...
+    def level_for_sigma(self, sigma255: float) -> float: ...
+    def sigma_of(self, level: torch.Tensor) -> torch.Tensor: ...
+    def prepare(self, y: torch.Tensor, level: torch.Tensor) -> torch.Tensor: ...
+    def corrupt(self, x0: torch.Tensor, level: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        ...
+    def reconstruct(self, x: torch.Tensor, pred: torch.Tensor, level: torch.Tensor) -> torch.Tensor: ...
+    def display_noisy(self, x: torch.Tensor, level: torch.Tensor) -> torch.Tensor: ...
+    def added_noise(self, pred: torch.Tensor, level: torch.Tensor) -> torch.Tensor: ...
+    def condition(self, level: torch.Tensor, conditioning: str) -> torch.Tensor | None: ...
+
+
+NOISE_PROCESSES: dict[str, type[NoiseProcess]] = {}
+
+
+def register_noise(cls):
+    NOISE_PROCESSES[cls.kind] = cls
+    return cls
+
+
+def make_noise(d: dict) -> NoiseProcess:
+    """From a config dict: {"noise": "gaussian", "sigma": [lo, hi]}, {"noise": "ddpm", ...}, or any
+    registered process (no "noise": gaussian)."""
+    kind = d.get("noise", "gaussian")
+    cls = NOISE_PROCESSES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise DenoiseError(f"unknown noise process {kind!r}; valid processes are: {', '.join(NOISE_PROCESSES)}.")
+    return cls.from_dict(d)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@register_noise
 @dataclass
 class GaussianNoise:
     sigma_min: float = 5.0    # 0–255 scale
     sigma_max: float = 50.0
-    kind = "gaussian"
+    kind: ClassVar[str] = "gaussian"
+    has_timesteps: ClassVar[bool] = False
+    config_keys: ClassVar[frozenset[str]] = frozenset({"noise", "sigma"})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GaussianNoise:
+        lo, hi = d.get("sigma", (5.0, 50.0))
+        return cls(float(lo), float(hi))
+
+    @classmethod
+    def config_problems(cls, d: dict) -> list[tuple[str, str]]:
+        if "sigma" not in d:
+            return []
+        sigma = d["sigma"]
+        if not (isinstance(sigma, list) and len(sigma) == 2 and all(_is_number(v) and 0 <= v <= 255 for v in sigma)
+                and sigma[0] <= sigma[1]):
+            return [("noise.sigma", "two numbers from 0 to 255, the lower first")]
+        return []
 
     def sample_levels(self, n: int, generator: torch.Generator) -> torch.Tensor:
         u = torch.rand(n, generator=generator)
@@ -67,14 +143,34 @@ class GaussianNoise:
         return {"noise": "gaussian", "sigma": [self.sigma_min, self.sigma_max]}
 
 
+SCHEDULES = ("linear", "cosine")
+
+
+@register_noise
 @dataclass
 class DDPMNoise:
     schedule: str = "linear"
     timesteps: int = 1000
-    kind = "ddpm"
+    kind: ClassVar[str] = "ddpm"
+    has_timesteps: ClassVar[bool] = True
+    config_keys: ClassVar[frozenset[str]] = frozenset({"noise", "schedule", "timesteps"})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DDPMNoise:
+        return cls(d.get("schedule", "linear"), int(d.get("timesteps", 1000)))
+
+    @classmethod
+    def config_problems(cls, d: dict) -> list[tuple[str, str]]:
+        problems = []
+        if d.get("schedule", "linear") not in SCHEDULES:
+            problems.append(("noise.schedule", f"one of {', '.join(SCHEDULES)}"))
+        t = d.get("timesteps", 1000)
+        if not (isinstance(t, int) and not isinstance(t, bool) and 1 <= t <= cap("TIMESTEPS")):
+            problems.append(("noise.timesteps", f"an integer from 1 to {cap('TIMESTEPS'):,}"))
+        return problems
 
     def __post_init__(self):
-        if self.schedule not in ("linear", "cosine"):
+        if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; use linear or cosine")
         T = self.timesteps
         if self.schedule == "linear":
@@ -134,10 +230,3 @@ class DDPMNoise:
     def to_dict(self) -> dict:
         return {"noise": "ddpm", "schedule": self.schedule, "timesteps": self.timesteps}
 
-
-def make_noise(d: dict):
-    """From a config dict: {"noise": "gaussian", "sigma": [lo, hi]} or {"noise": "ddpm", ...}."""
-    if d.get("noise", "gaussian") == "gaussian":
-        lo, hi = d.get("sigma", (5.0, 50.0))
-        return GaussianNoise(float(lo), float(hi))
-    return DDPMNoise(d.get("schedule", "linear"), int(d.get("timesteps", 1000)))

@@ -51,7 +51,7 @@ def timesteps_for(total_timesteps: int, steps: int) -> list[int]:
 def check_sampling(lm, n: int, steps: int, size: int, eta: float) -> None:
     """One line for every reason this network or these settings cannot sample; nothing allocated yet."""
     noise = lm.noise
-    if getattr(noise, "kind", "") != "ddpm":
+    if not noise.has_timesteps:
         raise SamplingError(f"this network was trained on {getattr(noise, 'kind', 'unknown')} noise; sampling "
                             "needs a network trained on the DDPM process: train one with `--noise ddpm` "
                             "(for example `denoise-studio train shapes-unet --data shapes --noise ddpm`).")

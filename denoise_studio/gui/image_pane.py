@@ -495,7 +495,7 @@ class ImagePane(QWidget):
     def _sigma_moved(self, v: int) -> None:
         model = self.model_provider()
         extra = ""
-        if model is not None and getattr(model.noise, "kind", "") == "ddpm":
+        if model is not None and model.noise.has_timesteps:
             extra = f" (t {int(model.noise.level_for_sigma(v))})"
         self.sigma_label.setText(f"σ {v}{extra}" if self.mode.currentData() == "add" else "σ estimated")
         self._debounce.start()
