@@ -220,6 +220,11 @@ class LossPlot(QWidget):
         self.plot.getPlotItem().addItem(line, ignoreBounds=True)
         self.pause_marks.append(line)
 
+    def move_pause_mark(self, step: int) -> None:
+        """Steps already in flight when Pause was pressed land after it: the pause is where they end."""
+        if self.pause_marks:
+            self.pause_marks[-1].setValue(step)
+
     def add_loss(self, step: int, loss: float) -> None:
         if not math.isfinite(loss) or loss <= 0:
             return

@@ -391,9 +391,12 @@ class TrainingView(QWidget):
         self.pause_button.setText("Continue" if paused else "Pause")
         if paused:
             self.loss_plot.mark_pause(self.last_step)
-            self.status.setText(f"Paused at step {self.last_step:,}. Press Continue (F6) to go on.")
+            self._show_paused()
         else:
             self.status.setText(f"Continuing from step {self.last_step:,}…")
+
+    def _show_paused(self) -> None:
+        self.status.setText(f"Paused at step {self.last_step:,}. Press Continue (F6) to go on.")
 
     def stop(self) -> None:
         if self.session.running:
@@ -434,8 +437,10 @@ class TrainingView(QWidget):
             done = ev.step - max(self.first_step, 0)
             eta = elapsed / max(done, 1) * (self.total_steps - ev.step)
             self.progress.setValue(int(100 * ev.step / max(self.total_steps, 1)))
-            if self.session.paused:
-                return   # a step that was in flight when Pause was pressed: keep "Paused at …" showing
+            if self.session.paused:   # a step in flight when Pause was pressed: the pause is after it
+                self.loss_plot.move_pause_mark(ev.step)
+                self._show_paused()
+                return
             self.status.setText(f"step {ev.step:,}/{self.total_steps:,} · loss {ev.loss:.5f} · "
                                 f"{self.rate:.1f} img/s · elapsed {duration(elapsed)} · ETA {duration(eta)}")
         elif name == "eval":

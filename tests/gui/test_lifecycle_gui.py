@@ -102,3 +102,34 @@ def test_ctrl_c_quits_the_app_within_5_seconds_without_a_traceback(tmp_path):
     assert took < 5, took
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert app.returncode == 0
+
+
+def test_paused_is_visible_and_the_run_folder_path_can_be_copied(window, view, qtbot):
+    from PySide6.QtGui import QGuiApplication
+    run = start(view, qtbot)
+    assert view.run_path.text() == str(run) and view.run_path.isReadOnly()
+    view.copy_run_path()
+    assert QGuiApplication.clipboard().text() == str(run)
+    view.toggle_pause()
+    qtbot.wait(300)
+    assert view.status.text().startswith(f"Paused at step {view.last_step:,}")
+    assert [m.value() for m in view.loss_plot.pause_marks] == [view.last_step]
+    view.stop()
+    qtbot.waitUntil(lambda: not view.session.running, timeout=60_000)
+    view.loss_plot.clear()
+    assert view.loss_plot.pause_marks == []
+
+
+def test_opening_a_run_whose_writer_died_says_so_and_stops_following(view, tmp_path):
+    from denoise_studio.core.events import CheckpointEvent, StartedEvent, StepEvent
+    from denoise_studio.core.plan import TrainConfig
+    from denoise_studio.core.runfolder import RunFolder
+    run = RunFolder.create(tmp_path / "dead", spec_from_dict(TINY_SPEC), TrainConfig().to_dict())
+    for ev in (StartedEvent(step=0, time=1.0, total_steps=50), StepEvent(step=1, time=2.0, loss=0.1),
+               CheckpointEvent(step=1, time=3.0, path="checkpoints/last.safetensors"),
+               StepEvent(step=2, time=4.0, loss=0.1)):
+        run(ev)
+    run.close()    # as if killed: no terminal event, the lock is free
+    assert view.open_run(run.path)
+    assert "the writer is gone; last checkpoint at step 1" in view.status.text()
+    assert not view.follow_timer.isActive()
