@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from dataclasses import fields
 
 import pytest
@@ -253,3 +254,42 @@ def test_run_folders_are_named_by_network_and_time_and_never_collide(tmp_path):
     a.mkdir()
     b = new_run_dir("my net/../x", tmp_path)
     assert b != a and b.parent == tmp_path
+
+
+PARENT = """
+import json, os, sys, time
+from denoise_studio.core.worker import spawn_context, start_ignoring_sigint, warm_child
+from tests.imagegen import TINY_SPEC
+ctx = spawn_context()
+jobs, ready, events, stop, pause, detach = (ctx.Queue(), ctx.Event(), ctx.Queue(), ctx.Event(), ctx.Event(),
+                                            ctx.Event())
+child = ctx.Process(target=warm_child, args=(jobs, ready, events, stop, pause, detach), daemon=True)
+start_ignoring_sigint(child)
+cfg = dict(steps=100000, batch_size=4, crop=16, device="cpu", data=sys.argv[2], checkpoint_every=100000,
+           eval_every=100000, preview_every=100000, threads=1)
+jobs.put((TINY_SPEC, cfg, sys.argv[1], False))
+while True:
+    ev = events.get()
+    if ev.name == "step" and ev.step >= 3:
+        break
+print(child.pid, flush=True)
+os._exit(0)   # the app dies: no cleanup, no stop flag
+"""
+
+
+def test_a_training_child_whose_app_dies_stops_and_keeps_its_work(tmp_path):
+    from denoise_studio.core.checkpoint import load_checkpoint
+    data = write_folder(tmp_path / "data", n=5, size=40)
+    out = tmp_path / "run"
+    res = subprocess.run([sys.executable, "-c", PARENT, str(out), str(data)], capture_output=True, text=True,
+                         timeout=120, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
+    assert res.returncode == 0, res.stderr
+    deadline = time.time() + 30
+    lines = []
+    while time.time() < deadline:
+        lines = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+        if lines and lines[-1]["event"] in ("finished", "failed") and writer(out) is None:
+            break
+        time.sleep(0.1)
+    assert lines[-1]["event"] == "finished" and lines[-1]["reason"] == "terminated", lines[-1]
+    assert load_checkpoint(out / "checkpoints" / "last.safetensors").step == lines[-1]["step"] >= 3
