@@ -206,7 +206,7 @@ def _check_head(spec, reports, size) -> list[Issue]:
     issues = []
     last = len(spec.blocks) - 1
     b = spec.blocks[last]
-    bt = BLOCK_TYPES.get(block_type_name(b))
+    bt = BLOCK_TYPES.get(block_type_name(b) or "")
     out = reports[-1].output_shape
     c = spec.in_channels if input_channels_valid(spec) else 3
     head_fix = {"block": last, "set": {"norm": "none", "act": "none"}}
@@ -238,7 +238,8 @@ def _check_head(spec, reports, size) -> list[Issue]:
     norm = bt.get(b, "norm") if bt is not None and bt.norm_on_output else "none"
     if norm != "none" and not any(i.block == last and i.code == GROUPS_DO_NOT_DIVIDE for i in issues):
         try:
-            ok = parse_norm(norm) is None or c % parse_norm(norm) == 0
+            groups = parse_norm(norm)
+            ok = groups is None or c % groups == 0
         except ValueError:
             ok = False
         if ok:
@@ -263,7 +264,7 @@ def analyze(spec: ArchitectureSpec, size: int = 64) -> Analysis:
     n_down = n_embedded = 0
     factor = 1
     for i, b in enumerate(spec.blocks):
-        bt = BLOCK_TYPES.get(block_type_name(b))
+        bt = BLOCK_TYPES.get(block_type_name(b) or "")
         if bt is None:
             result.issues.append(Issue("error", i, f"unknown block type {show(b.get('type'))}.",
                                        f"use one of: {', '.join(BLOCK_TYPES)}."))
@@ -279,7 +280,8 @@ def analyze(spec: ArchitectureSpec, size: int = 64) -> Analysis:
         if isinstance(bid, str) and bid in saved:
             own.append(Issue("error", i, f"id {show(bid)} is already used by an earlier block.",
                              "give each block a unique id.", {"block": i, "set": {"id": f"{bid}_{i}"}}))
-        out = tuple(bt.out_shape(b, ctx)) if fields_ok else shape
+        oc, oh, ow = bt.out_shape(b, ctx) if fields_ok else shape
+        out = (oc, oh, ow)
         out_issues, carry = _check_out_shape(out, shape, i)
         own += out_issues
         ok = not any(x.level == "error" for x in own)
@@ -289,7 +291,7 @@ def analyze(spec: ArchitectureSpec, size: int = 64) -> Analysis:
             with torch.device("meta"):
                 module = cls(**kwargs)
             report.params = count_params(module)
-            report.flops = block_flops(module, out[1:])
+            report.flops = block_flops(module, (oh, ow))
         if fields_ok:
             rf, jump = bt.receptive(b, rf, jump, ctx)
         report.receptive_field = rf

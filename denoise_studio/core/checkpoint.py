@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from numbers import Real
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 from safetensors.torch import load as st_load
@@ -83,6 +84,13 @@ def save_checkpoint(path, model: torch.nn.Module, meta: dict, optimizer=None) ->
         tensors.update(opt_tensors)
     data = st_save(tensors, metadata={META_KEY: json.dumps(meta)})
     atomic_write_bytes(path, data)
+
+
+def _groups(pattern: re.Pattern, key: str) -> tuple[str, ...]:
+    """The groups of a key validate_meta has already matched against pattern."""
+    m = pattern.fullmatch(key)
+    assert m is not None, key
+    return m.groups()
 
 
 def _is_int(v) -> bool:
@@ -183,7 +191,7 @@ def _check_tensors(entries: dict, spec: ArchitectureSpec, path) -> None:
     """Every tensor's name, dtype and shape against what the spec implies, before any is read."""
     expected = {f"model.{k}": v for k, v in build_network(spec, meta=True).state_dict().items()}
 
-    def mismatch(what: str):
+    def mismatch(what: str) -> NoReturn:
         raise CheckpointError(f"{path}: its weights do not match its spec ({what}).")
 
     for name, entry in entries.items():
@@ -241,10 +249,10 @@ def load_checkpoint(path) -> Checkpoint:
         state: dict = {}
         for k, v in tensors.items():
             if k.startswith("optim."):
-                pid, name = OPTIM_KEY.fullmatch(k).groups()
+                pid, name = _groups(OPTIM_KEY, k)
                 state.setdefault(int(pid), {})[name] = v
         for k, v in optim.get("scalars", {}).items():
-            pid, name = SCALAR_KEY.fullmatch(k).groups()
+            pid, name = _groups(SCALAR_KEY, k)
             state.setdefault(int(pid), {})[name] = v
         optimizer_state = {"state": state, "param_groups": optim["param_groups"]}
     return Checkpoint(path, meta, model_state, optimizer_state, spec)

@@ -80,8 +80,9 @@ def _export(lm: LoadedModel, fmt: str, paths: list[Path]) -> list[Path]:
         buf = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, args, buf, dynamo=False, input_names=names, output_names=["noise"],
-                              dynamic_axes=axes, opset_version=17)
+            # a file object works, though torch's annotation says a path
+            torch.onnx.export(model, args, buf, dynamo=False, input_names=names,  # type: ignore[arg-type]
+                              output_names=["noise"], dynamic_axes=axes, opset_version=17)
         atomic_write_bytes(out, buf.getvalue())
         return [out]
     if fmt == "torchscript":

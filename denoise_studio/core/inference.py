@@ -73,7 +73,7 @@ def _check_fits(lm: LoadedModel) -> None:
 
 def model_from_spec(spec: ArchitectureSpec, noise: dict | None = None, device="cpu") -> LoadedModel:
     dev = resolve_device(device) if isinstance(device, str) else device
-    lm = LoadedModel(spec, None, make_noise(noise or {}), dev)
+    lm = LoadedModel(spec, None, make_noise(noise or {}), dev)  # type: ignore[arg-type]  # built once it fits
     _check_fits(lm)
     lm.model = build_network(spec).to(dev).eval()
     return lm
@@ -84,8 +84,9 @@ def load_model(run_or_checkpoint, device="auto") -> LoadedModel:
     shape are checked (load_checkpoint) and its memory estimated before the network is built."""
     path = resolve_checkpoint(run_or_checkpoint)
     ckpt = load_checkpoint(path)
-    lm = LoadedModel(ckpt.spec, None, make_noise(ckpt.meta.get("noise", {})), resolve_device(device), path,
-                     ckpt.meta)
+    assert ckpt.spec is not None   # load_checkpoint refuses a checkpoint without one
+    lm = LoadedModel(ckpt.spec, None, make_noise(ckpt.meta.get("noise", {})),  # type: ignore[arg-type]
+                     resolve_device(device), path, ckpt.meta)
     _check_fits(lm)
     model = build_network(lm.spec)
     load_weights(model, ckpt)
@@ -297,6 +298,7 @@ def denoise(lm: LoadedModel, noisy: np.ndarray, sigma255: float | None = None,
     check_denoise_memory(lm, h, w, tile, ensemble)
     if estimated:
         sigma255 = estimate_sigma255(noisy)
+    assert sigma255 is not None
     level = torch.tensor([lm.noise.level_for_sigma(sigma255)], dtype=torch.float32)
     y = torch.from_numpy(np.ascontiguousarray(noisy, dtype=np.float32))
     x = lm.noise.prepare(y[None], level)[0]
@@ -333,8 +335,10 @@ def feature_maps(model: LoadedModel, pixels: np.ndarray, block: int, sigma255: f
     level = torch.tensor([model.noise.level_for_sigma(sigma255)], dtype=torch.float32)
     x = model.noise.prepare(noisy, level).to(model.device)
     cond = model.noise.condition(level, model.spec.conditioning)
-    captured = {}
-    handle = model.model.blocks[block].register_forward_hook(lambda m, i, o: captured.setdefault("a", o))
+    captured: dict = {}
+    layers = model.model.blocks
+    assert isinstance(layers, torch.nn.ModuleList)
+    handle = layers[block].register_forward_hook(lambda m, i, o: captured.setdefault("a", o))
     try:
         model.model(x, None if cond is None else cond.to(model.device))
     finally:

@@ -30,7 +30,8 @@ def _constructors(spec: ArchitectureSpec):
     analysis = analyze(spec, size)
     if not analysis.valid:
         raise SpecInvalidError(analysis.errors)
-    saved, out = {}, []
+    saved: dict = {}
+    out = []
     for b, report in zip(spec.blocks, analysis.blocks, strict=True):
         ctx = BlockContext(in_shape=report.input_shape, saved=saved, emb_dim=embedding_width(spec))
         out.append(BLOCK_TYPES[b["type"]].constructor(b, ctx))
