@@ -18,9 +18,9 @@ DATA = ROOT.parent / "shared" / "data"
 def machine() -> dict:
     import torch
 
-    from denoise_studio.core.devices import _cpu_name
+    from denoise_studio.core.devices import cpu_name
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__,
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__,
             "python": platform.python_version(), "date": datetime.date.today().isoformat()}
 
 

@@ -23,7 +23,7 @@ class DeviceInfo:
         return f"{self.id}: {self.name}{mem}" if self.available else f"{self.id}: unavailable ({self.reason})"
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -40,7 +40,7 @@ def list_devices() -> list[DeviceInfo]:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         mem = None
-    out = [DeviceInfo("cpu", f"{_cpu_name()} ({os.cpu_count()} threads)", True, mem)]
+    out = [DeviceInfo("cpu", f"{cpu_name()} ({os.cpu_count()} threads)", True, mem)]
     if torch.version.cuda is None:
         out.append(DeviceInfo("cuda", "NVIDIA GPU", False, reason="this torch build has no CUDA (a CPU build)"))
     elif not torch.cuda.is_available():

@@ -1,5 +1,6 @@
-"""NOTES.md: PySide6 6.12.0 on Python < 3.12 leaks a reference to None per call of a Qt method
-returning None, until the interpreter aborts. The pin in pyproject.toml avoids it; this proves it."""
+"""PySide6 6.12.0 on Python < 3.12 leaks a reference to None per call of a Qt method returning
+None, until the interpreter aborts (seen in this project's test runs; see the comment on the pin).
+The pin in pyproject.toml's dependencies avoids it; this proves it."""
 import sys
 
 from PySide6.QtWidgets import QGraphicsRectItem
