@@ -133,3 +133,15 @@ def test_opening_a_run_whose_writer_died_says_so_and_stops_following(view, tmp_p
     assert view.open_run(run.path)
     assert "the writer is gone; last checkpoint at step 1" in view.status.text()
     assert not view.follow_timer.isActive()
+
+
+def test_resume_is_refused_while_another_process_writes_the_run(view, tmp_path):
+    from denoise_studio.core.plan import TrainConfig
+    from denoise_studio.core.runfolder import RunFolder
+    run = RunFolder.create(tmp_path / "busy", spec_from_dict(TINY_SPEC), TrainConfig().to_dict())
+    before = sorted(p.name for p in run.path.rglob("*"))
+    view.current_run = run.path
+    assert not view.resume()
+    assert f"is being written by process {os.getpid()} on " in view.message.text()
+    assert not view.session.running and sorted(p.name for p in run.path.rglob("*")) == before
+    run.close()
