@@ -160,9 +160,9 @@ def _install_stop_signals(control) -> dict:
     """SIGINT and SIGTERM finish the step, save and end the run; a second one aborts at once
     (every file is written atomically, so even then nothing is left half-written)."""
     def on_signal(signum, _frame):
-        if control.stop.is_set():
+        if control.stopping:
             raise KeyboardInterrupt
-        control.request_stop("interrupted" if signum == signal.SIGINT else "terminated")
+        control.request_stop("interrupted" if signum == signal.SIGINT else "terminated", from_signal=True)
         os.write(2, b"\nstopping after this step and saving a checkpoint (again to abort)\n")
 
     return {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}

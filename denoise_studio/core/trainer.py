@@ -55,11 +55,21 @@ class Control:
         self.stop = stop if stop is not None else threading.Event()
         self.pause = pause if pause is not None else threading.Event()
         self.reason: str | None = None
+        self.requested = False
 
-    def request_stop(self, reason: str = "stopped") -> None:
+    def request_stop(self, reason: str = "stopped", from_signal: bool = False) -> None:
+        """from_signal: called in a signal handler, which may have interrupted this very thread inside
+        an Event's lock (a multiprocessing Event's is_set takes one): then only plain attributes are
+        set, and the trainer reads them between steps."""
         if self.reason is None:   # the first reason wins: a SIGTERM after Ctrl+C is still an interrupt
             self.reason = reason
-        self.stop.set()
+        self.requested = True
+        if not from_signal:
+            self.stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self.requested or self.stop.is_set()
 
 
 def lr_at(config: TrainConfig, step: int, progress: float) -> float:
@@ -280,7 +290,7 @@ class Trainer:
         return float(value)
 
     def _should_stop(self, deadline_hit: bool) -> bool:
-        stop = self.control.stop.is_set() or deadline_hit
+        stop = self.control.stopping or deadline_hit
         if self.world > 1:   # all ranks stop together (a signal may reach only one), or they would hang
             import torch.distributed as dist
             flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
@@ -289,7 +299,7 @@ class Trainer:
         return stop
 
     def _stop_reason(self, deadline_hit: bool) -> str:
-        if self.control.stop.is_set():
+        if self.control.stopping:
             return self.control.reason or "stopped"
         return "time" if deadline_hit else "terminated"   # another rank was signalled
 
@@ -317,7 +327,7 @@ class Trainer:
                 if self._should_stop(deadline):
                     reason = self._stop_reason(deadline)
                     break
-                while self.control.pause.is_set() and not self.control.stop.is_set():
+                while self.control.pause.is_set() and not self.control.stopping:
                     time.sleep(0.05)
                     last_t = time.perf_counter()
                 progress = self.step / cfg.steps

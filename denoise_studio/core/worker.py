@@ -29,7 +29,7 @@ def _watch_parent(control, detach) -> None:
         return
 
     def loop():
-        while not control.stop.is_set():
+        while not control.stopping:
             if not parent.is_alive():
                 if not detach.is_set():
                     control.request_stop("terminated")
@@ -52,7 +52,7 @@ def train_in_child(spec: dict, config: dict, run_dir: str, events, stop, pause, 
     detach = detach if detach is not None else threading.Event()
     control = Control(stop, pause)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: control.request_stop("terminated"))
+    signal.signal(signal.SIGTERM, lambda *_: control.request_stop("terminated", from_signal=True))
     _watch_parent(control, detach)
 
     def send(ev) -> None:
