@@ -425,3 +425,12 @@ class Trainer:
     def _close(self) -> None:
         if self.run_folder is not None:
             self.run_folder.close()
+        if self.world > 1:
+            # Tear gloo/NCCL down before exit: a rank leaving with a live process group while another
+            # still saves aborted at exit ("terminate called without an active exception").
+            import torch.distributed as dist
+            if dist.is_initialized():
+                try:
+                    dist.destroy_process_group()
+                except Exception:   # noqa: BLE001  (exiting anyway; the run folder is complete)
+                    pass
