@@ -54,6 +54,21 @@ def _capped(v: int, cap_name: str) -> int:
     return v
 
 
+class NoiseChoices:
+    """The registered noise processes as argparse choices, looked up only when a value is checked or
+    --help is shown: building the parser must not import torch."""
+
+    def _names(self) -> tuple:
+        from denoise_studio.core.noise import NOISE_PROCESSES
+        return tuple(NOISE_PROCESSES)
+
+    def __contains__(self, value) -> bool:
+        return value in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
 def positive_int(text: str) -> int:
     v = _int(text)
     if v < 1:

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from denoise_studio.args import positive_int, sigma_range
+from denoise_studio.args import NoiseChoices, positive_int, sigma_range
 from denoise_studio.core.errors import DenoiseError
 from denoise_studio.core.events import FINISH_REASONS
 from denoise_studio.core.plan import DEFAULT_STEPS
@@ -50,7 +50,7 @@ def add_commands(sub) -> None:
     s.add_argument("--seed", type=int)
     s.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="stop cleanly after this wall-clock budget; the LR schedule follows it")
-    s.add_argument("--noise", choices=("gaussian", "ddpm"))
+    s.add_argument("--noise", choices=NoiseChoices(), help="noise process to train on (default gaussian)")
     s.add_argument("--sigma", type=sigma_range, metavar="LO-HI", help="gaussian σ range on 0–255 (default 5-50)")
     s.add_argument("--schedule", choices=("linear", "cosine"), help="ddpm schedule")
     s.add_argument("--timesteps", type=positive_int, help="ddpm T (default 1000)")

@@ -42,6 +42,7 @@ class StartedEvent(Event):
     resumed_from: int | None = None
     skipped: list | None = None      # one message per unreadable training image
     time_limit: float | None = None  # seconds, when the run also ends on time
+    precision: str | None = None     # the numeric path chosen, e.g. "bf16 autocast (CPU has amx_bf16)"
     name = "started"
 
 

@@ -92,6 +92,10 @@ class RunFolder:
     def spec(self) -> ArchitectureSpec:
         return load_spec_file(self.spec_path)
 
+    def record(self, **settings) -> None:
+        """Add what the run decided at start-up (e.g. the precision path) to config.json."""
+        atomic_write_text(self.config_path, json.dumps({**self.config(), **settings}, indent=2) + "\n")
+
     def config(self) -> dict:
         """The run's settings as written; a missing or damaged config.json is refused, never guessed."""
         fix = "it cannot be resumed exactly; start a new run with `denoise-studio train`."

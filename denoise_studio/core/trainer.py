@@ -38,6 +38,7 @@ from denoise_studio.core.metrics import psnr_batch
 from denoise_studio.core.network import build_network
 from denoise_studio.core.noise import make_noise
 from denoise_studio.core.plan import TrainConfig  # noqa: F401  (re-exported: the settings live in plan)
+from denoise_studio.core.precision import auto_amp, describe
 from denoise_studio.core.runfolder import RunFolder
 from denoise_studio.core.spec import ArchitectureSpec
 
@@ -124,9 +125,8 @@ class Trainer:
         self.channels_last = cfg.channels_last if cfg.channels_last is not None else dev.type == "cuda"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        amp = cfg.amp
-        if amp == "auto":
-            amp = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if dev.type == "cuda" else "off"
+        amp = auto_amp(dev.type) if cfg.amp == "auto" else cfg.amp   # the hardware's fast path (precision.py)
+        self.precision = describe(dev.type, amp)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.amp_dtype == torch.float16)
         opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
@@ -313,10 +313,16 @@ class Trainer:
         except DenoiseError as e:
             return self._fail(str(e))
         cfg = self.config
+        if self.run_folder is not None:
+            try:
+                self.run_folder.record(precision=self.precision)
+            except (OSError, DenoiseError) as e:
+                why = getattr(e, "strerror", None) or e
+                return self._fail(f"could not update {self.run_folder.config_path}: {why}")
         self.emit(StartedEvent(**self._now(), total_steps=cfg.steps, device=str(self.device),
                                params=sum(p.numel() for p in self.model.parameters()), world_size=self.world,
                                resumed_from=self.resumed_from, skipped=self.images.skipped or None,
-                               time_limit=cfg.time_limit))
+                               time_limit=cfg.time_limit, precision=self.precision))
         start = time.perf_counter()
         last_t = start
         reason = "steps"

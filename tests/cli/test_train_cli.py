@@ -20,9 +20,9 @@ def trained(tmp_path_factory):
     spec.write_text(json.dumps(TINY_SPEC))
     data = write_folder(root / "data", n=6, size=48)
     run = root / "run"
-    code = main(["train", str(spec), "--data", str(data), "--out", str(run), "--steps", "80", "--warmup", "5", "--batch-size", "4",
-                 "--crop", "24", "--device", "cpu", "--sigma", "25", "--lr", "0.003", "--eval-every", "20",
-                 "--checkpoint-every", "20", "--seed", "1"])
+    code = main(["train", str(spec), "--data", str(data), "--out", str(run), "--steps", "80", "--warmup", "5",
+                 "--batch-size", "4", "--crop", "24", "--device", "cpu", "--sigma", "25", "--lr", "0.003",
+                 "--eval-every", "20", "--checkpoint-every", "20", "--seed", "1"])
     assert code == 0
     return root, spec, data, run
 
@@ -112,9 +112,11 @@ def test_export_matches_pytorch(trained, tmp_path, capsys, fmt):
         got = torch.jit.load(str(out))(x).detach().numpy()
     else:
         # runs in a fresh interpreter that imports only torch and safetensors
+        weights = str(out.with_suffix(".safetensors"))
         script = (f"import sys, torch; sys.path.insert(0, {str(tmp_path)!r}); import m; from safetensors.torch "
-                  f"import load_file; net = m.build_model(); net.load_state_dict(load_file({str(out.with_suffix('.safetensors'))!r})); "
-                  f"torch.manual_seed(0); x = torch.load({str(tmp_path / 'x.pt')!r}); print(net.eval()(x).detach().numpy().tolist())")
+                  f"import load_file; net = m.build_model(); net.load_state_dict(load_file({weights!r})); "
+                  f"torch.manual_seed(0); x = torch.load({str(tmp_path / 'x.pt')!r}); "
+                  "print(net.eval()(x).detach().numpy().tolist())")
         torch.save(x, tmp_path / "x.pt")
         assert "denoise_studio" not in out.read_text()
         res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

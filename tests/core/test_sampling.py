@@ -129,3 +129,4 @@ def test_shapes_are_seeded_and_varied():
 def test_grid_layout():
     g = grid(torch.zeros(5, 3, 4, 4), gap=1, scale=2)
     assert g.shape == ((2 * 5 - 1) * 2, (3 * 5 - 1) * 2, 3)
+

@@ -138,6 +138,7 @@ def test_events_file_reader_skips_a_torn_last_line(tmp_path):
 
 def test_preview_strip_splits_back_into_its_tiles():
     import numpy as np
+
     from denoise_studio.core.runfolder import preview_strip, split_strip
     rng = np.random.default_rng(0)
     imgs = {k: rng.random((12, 9, 3)).astype(np.float32) for k in ("noisy", "reconstruction", "clean")}
