@@ -35,7 +35,8 @@ def add_commands(sub) -> None:
                               "exits (130 or 143); a second one aborts at once. Resume with --resume.")
     s.add_argument("spec", metavar="SPEC_OR_PRESET", nargs="?",
                    help="spec file or preset (omit with --resume to reuse the run's)")
-    s.add_argument("--data", default=None, help="folder of images, or builtin (default)")
+    s.add_argument("--data", default=None, help="folder of images, builtin (default: scikit-image photos) or shapes "
+                   "(generated coloured shapes for sampling; brings its recipe: DDPM, cosine, 32² crops, batch 32)")
     s.add_argument("--out", help="run folder to create (default: a new timestamped folder under "
                                  "$DENOISE_STUDIO_RUNS or ~/DenoiseStudio/runs), or to continue with --resume")
     s.add_argument("--steps", type=positive_int,
@@ -144,11 +145,12 @@ ARG_FIELDS = ("data", "steps", "batch_size", "crop", "lr", "warmup", "device", "
 def train_config_from_args(args, base: dict | None = None, source: str = "settings"):
     """The run's settings: `base` (a resumed run's config.json) or the plan's defaults and cadences,
     then what the command line gives. Every value is validated (one line naming the setting)."""
-    from denoise_studio.core.plan import RESUME_REQUIRED, TrainConfig, cadences
+    from denoise_studio.core.plan import RESUME_REQUIRED, TrainConfig, cadences, recipe
     given = {f: getattr(args, f) for f in ARG_FIELDS if getattr(args, f, None) is not None}
     if base is not None:
         cfg = TrainConfig.from_dict(base, source=source, required=RESUME_REQUIRED)
         return TrainConfig.from_dict({**cfg.to_dict(), **given}, source="the command line")
+    given = {**recipe(given.get("data", "builtin")), **given}   # the data's recipe, then what was typed
     steps = given.get("steps", DEFAULT_STEPS)
     planned = {**(cadences(steps) if isinstance(steps, int) else {}), **given}
     if "eval_every" in given:

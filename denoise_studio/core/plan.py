@@ -174,6 +174,20 @@ def round_crop(crop: int, spec) -> int:
     return max(factor, crop // factor * factor)
 
 
+# What a data source trains best with, where it differs from TrainConfig's defaults. `shapes` is
+# for sampling: the DDPM process with a cosine schedule on whole 32×32 images (bench/sampling.py).
+RECIPES: dict[str, dict] = {
+    "shapes": {"noise": "ddpm", "schedule": "cosine", "timesteps": 1000, "crop": 32, "batch_size": 32,
+               "lr": 2e-3, "steps": 4000},
+}
+RECOMMENDED_PRESET = {"shapes": "shapes-unet"}   # others: unet-small
+
+
+def recipe(data: str) -> dict:
+    """The settings the plan recommends for a data source (empty: the defaults apply)."""
+    return dict(RECIPES.get(str(data), {}))
+
+
 def cadences(steps: int) -> dict:
     """Evaluation, preview and checkpoint intervals for a run of `steps`: about 20 evaluations,
     40 previews and 10 checkpoints, within bounds that keep short runs informative and long

@@ -81,3 +81,11 @@ def test_a_gaussian_run_says_what_to_train_instead(tmp_path, capsys):
     assert main(["sample", str(run), "--out", str(tmp_path / "g.png")]) == 2
     err = capsys.readouterr().err
     assert "--noise ddpm" in err and len(err.strip().splitlines()) == 1
+
+
+def test_train_with_shapes_takes_its_recipe_unless_told_otherwise(tmp_path):
+    import json
+    assert main(["train", "shapes-unet", "--data", "shapes", "--steps", "1", "--batch-size", "2",
+                 "--out", str(tmp_path / "r")]) == 0
+    cfg = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert (cfg["noise"], cfg["schedule"], cfg["crop"], cfg["batch_size"]) == ("ddpm", "cosine", 32, 2)
