@@ -10,7 +10,8 @@ and real held-out shapes):
   sets are indistinguishable at that scale. It catches what the rule cannot: wrong colours,
   sizes or positions, and a sampler that makes only one kind of shape.
 
-    python bench/sampling.py --minutes 15          # snapshots at 2, 5, 10 and 15 minutes
+    python bench/sampling.py --minutes 15            # snapshots at 2, 5, 10 and 15 minutes
+    python bench/sampling.py --steps 4000            # step-driven (the recipe): snapshots at ¼, ½, 1
 """
 from __future__ import annotations
 
@@ -59,6 +60,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=15)
     ap.add_argument("--snapshots", default="2,5,10,15", help="minutes at which to score the network")
+    ap.add_argument("--steps", type=int, help="train this many steps instead of --minutes (snapshots at ¼, ½, 1); "
+                    "the same network on any machine, whatever else loads it")
     ap.add_argument("--n", type=int, default=128, help="samples per score")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -68,12 +71,14 @@ def main():
                     help="sampler:steps pairs scored on the final network (earlier snapshots: ddim:50)")
     args = ap.parse_args()
     spec = load_spec("shapes-unet")
-    run_dir = RESULTS / "runs" / f"sampling-{args.minutes:g}min"
-    cfg = TrainConfig(data="shapes", steps=10**7, time_limit=args.minutes * 60, batch_size=args.batch, crop=32,
+    run_dir = RESULTS / "runs" / (f"sampling-{args.steps}steps" if args.steps else f"sampling-{args.minutes:g}min")
+    cfg = TrainConfig(data="shapes", steps=args.steps or 10**7, time_limit=None if args.steps else args.minutes * 60,
+                      batch_size=args.batch, crop=32,
                       lr=args.lr, noise="ddpm", schedule=NOISE["schedule"], timesteps=NOISE["timesteps"],
                       amp=args.amp, threads=args.threads, eval_every=10**7, preview_every=10**7,
                       checkpoint_every=500, seed=0)
     snapshots = sorted(float(m) for m in args.snapshots.split(","))
+    step_marks = [args.steps // 4, args.steps // 2, args.steps] if args.steps else []
     trainer = Trainer(spec, cfg, run=RunFolder.create(run_dir, spec, cfg.to_dict()))
     t0 = [None]
     saved = []
@@ -83,9 +88,12 @@ def main():
             return
         t0[0] = t0[0] or time.time()
         minutes = (time.time() - t0[0]) / 60
-        while snapshots and minutes >= snapshots[0] - 1e-9:
-            m = snapshots.pop(0)
-            path = run_dir / f"snapshot_{m:g}min.safetensors"
+        while (step_marks and ev.step >= step_marks[0]) or (not args.steps and snapshots
+                                                            and minutes >= snapshots[0] - 1e-9):
+            m = round(minutes, 1) if args.steps else snapshots.pop(0)
+            if args.steps:
+                step_marks.pop(0)
+            path = run_dir / f"snapshot_step{ev.step}.safetensors"
             save_checkpoint(path, trainer.model, {"format": CHECKPOINT_FORMAT, "version": 1, "spec": spec.to_dict(),
                                                   "config": cfg.to_dict(), "noise": NOISE, "step": ev.step})
             saved.append((m, ev.step, path))
@@ -95,7 +103,7 @@ def main():
     result = trainer.run()
     why = f": {result.message}" if result.name == "failed" else ""
     print(f"training {result.name} at step {result.step}{why}", flush=True)
-    if snapshots:   # the time limit ended a hair early: the final weights are the last snapshot
+    if snapshots and not args.steps:   # the time limit ended a hair early: the last snapshot is the final weights
         last = run_dir / "checkpoints" / "last.safetensors"
         saved.append((snapshots[-1], result.step, last))
 
@@ -114,7 +122,7 @@ def main():
         for sampler, steps in plans:
             t = time.time()
             x = run_sampler(lm, n=args.n, sampler=sampler, steps=steps, seed=0, size=32).x
-            rows.append({"network": f"{minutes:g} CPU-min (step {step})", "sampler": f"{sampler} {steps}",
+            rows.append({"network": f"{minutes:g} min on 2 cores (step {step})", "sampler": f"{sampler} {steps}",
                          **score(x, reference), "seconds": round(time.time() - t, 1)})
             print(rows[-1], flush=True)
         if (minutes, step, path) == saved[-1]:

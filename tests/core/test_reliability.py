@@ -90,7 +90,7 @@ def test_a_full_disk_during_training_fails_cleanly_and_keeps_the_previous_checkp
 
     def fsync(fd):
         calls["n"] += 1
-        if calls["n"] > 4:   # spec, config, best and last at step 5 succeed; then the disk is full
+        if calls["n"] > 5:   # spec, config, its precision record, best and last at step 5; then the disk is full
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd)
 
