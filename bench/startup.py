@@ -30,7 +30,7 @@ from denoise_studio.gui.main_window import MainWindow
 w = MainWindow(); w.ask_before_close = False; w.show(); app.processEvents()
 t_window = time.perf_counter() - t0
 if mode != "cold":
-    w.training.session.prewarm()     # as the app does once its window shows
+    w.training.prewarm()     # as the app does once its window shows
 if mode != "launch":                 # the user looks at the window for a while before pressing Start
     t_end = time.perf_counter() + 8
     while time.perf_counter() < t_end:

@@ -66,7 +66,7 @@ def run(path: str | None = None) -> int:
     if signals["pending"]:   # Ctrl+C while loading: close as soon as there is a window to close
         window.quit_on_signal()
         return 0
-    window.training.session.prewarm()   # the first Start then trains at once (see training_session)
+    window.training.prewarm()   # the first Start then trains at once (see training_session)
     window.show_message(f"Ready: splash after {t_splash:.2f} s, window after {time.perf_counter() - t0:.2f} s")
     return app.exec()
 

@@ -1,4 +1,5 @@
-"""The main window: model builder (left), image pane (centre), training view (bottom)."""
+"""The main window: model builder (left), image pane and Sample view as tabs (centre), training
+view (bottom)."""
 from __future__ import annotations
 
 import functools
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QPlainTextEdit,
+    QTabWidget,
     QToolBar,
     QVBoxLayout,
 )
@@ -31,11 +33,22 @@ from denoise_studio.format import count
 from denoise_studio.gui.document import SpecDocument
 from denoise_studio.gui.image_pane import ImagePane
 from denoise_studio.gui.model_builder import ModelBuilder
+from denoise_studio.gui.sample_view import SampleView
 from denoise_studio.gui.training_view import TrainingView
 
 DEFAULT_PRESET = "unet-small"   # the recommended network (bench/quality.py)
 MAX_RECENT = 8
 AUTOSAVE_MS = 1000
+# First launch, until the user moves a dock's edge: the builder gets this share of the width and
+# the training dock this share of the height (within bounds), so the pictures stay large at
+# 1280×800 as at 1920×1200.
+BUILDER_WIDTH = (0.34, 380, 560)
+TRAINING_HEIGHT = (0.32, 230, 340)
+
+
+def share(total: int, rule: tuple[float, int, int]) -> int:
+    fraction, lo, hi = rule
+    return max(lo, min(hi, int(fraction * total)))
 
 
 def settings() -> QSettings:
@@ -79,9 +92,17 @@ class MainWindow(QMainWindow):
         self.doc = SpecDocument(parent=self)
         self.builder = ModelBuilder(self.doc)
         self.image_pane = ImagePane()
-        self.training = TrainingView(self.doc, self.image_pane)
+        self.sample_view = SampleView()
+        self.training = TrainingView(self.doc)
         self.code_view: CodeView | None = None
-        self.setCentralWidget(self.image_pane)
+        self.centre = QTabWidget()
+        self.centre.setObjectName("CentreTabs")
+        self.centre.setDocumentMode(True)
+        self.centre.addTab(self.image_pane, "Denoise")
+        self.centre.setTabToolTip(0, "Denoise an image: noisy input, predicted noise and reconstruction")
+        self.centre.addTab(self.sample_view, "Sample")
+        self.centre.setTabToolTip(1, "Generate images from pure noise with a DDPM-trained network")
+        self.setCentralWidget(self.centre)
         self.builder_dock = self._dock("Model builder", "ModelBuilderDock", self.builder,
                                        Qt.DockWidgetArea.LeftDockWidgetArea)
         self.training_dock = self._dock("Training", "TrainingDock", self.training,
@@ -92,8 +113,13 @@ class MainWindow(QMainWindow):
         self._menus()
         self.setAcceptDrops(True)
         self._model_cache: tuple | None = None
+        self._sample_cache: tuple | None = None
         self.image_pane.model_provider = self.current_model
         self.image_pane.status.connect(self.show_message)
+        self.sample_view.model_provider = self.newest_model
+        self.sample_view.status.connect(self.show_message)
+        self.training.preview.connect(self._show_preview)
+        self.training.preset_requested.connect(self.open_preset)
         self.doc.selection_changed.connect(self.image_pane.set_selected_block)
         self.training.checkpoint_saved.connect(self._new_checkpoint)
         self.doc.changed.connect(self._update_status)
@@ -149,7 +175,7 @@ class MainWindow(QMainWindow):
         self._action(f, "&Save network", self.save, QKeySequence.StandardKey.Save, "ActionSave")
         self._action(f, "Save network &as…", self.save_as, QKeySequence.StandardKey.SaveAs, "ActionSaveAs")
         f.addSeparator()
-        self._action(f, "Open &image…", self.image_pane.open_image_dialog, "Ctrl+I", "ActionOpenImage")
+        self._action(f, "Open &image…", self.open_image_dialog, "Ctrl+I", "ActionOpenImage")
         self._action(f, "Open r&un…", self.training.open_run_dialog, "Ctrl+Shift+O", "ActionOpenRun")
         f.addSeparator()
         self._action(f, "&Quit", self.close, QKeySequence.StandardKey.Quit, "ActionQuit")
@@ -164,9 +190,9 @@ class MainWindow(QMainWindow):
         e.addAction(undo)
         e.addAction(redo)
         e.addSeparator()
-        self._action(e, "&Duplicate block", self.builder._duplicate, "Ctrl+D", "ActionDuplicate")
-        self._action(e, "Move block &up", lambda: self.builder._move(-1), "Ctrl+Up")
-        self._action(e, "Move block do&wn", lambda: self.builder._move(+1), "Ctrl+Down")
+        self._action(e, "&Duplicate block", self.builder.duplicate_selected, "Ctrl+D", "ActionDuplicate")
+        self._action(e, "Move block &up", lambda: self.builder.move_selected(-1), "Ctrl+Up")
+        self._action(e, "Move block do&wn", lambda: self.builder.move_selected(+1), "Ctrl+Down")
         self._action(e, "&Fix first problem", self.builder.summary.fix_selected, "Ctrl+Shift+F", "ActionFix")
 
         p = bar.addMenu("&Presets")
@@ -176,6 +202,11 @@ class MainWindow(QMainWindow):
         p.setToolTipsVisible(True)
 
         v = bar.addMenu("&View")
+        self._action(v, "&Denoise", lambda: self.centre.setCurrentWidget(self.image_pane), "Ctrl+1",
+                     "ActionViewDenoise")
+        self._action(v, "&Sample", lambda: self.centre.setCurrentWidget(self.sample_view), "Ctrl+2",
+                     "ActionViewSample")
+        v.addSeparator()
         self._action(v, "Network as &PyTorch…", self.show_code, "Ctrl+Shift+P", "ActionViewCode")
         v.addSeparator()
         v.addAction(self.builder_dock.toggleViewAction())
@@ -325,9 +356,49 @@ class MainWindow(QMainWindow):
                 return self._model_cache[1]
         return None
 
+    def newest_model(self):
+        """For sampling: the current run's newest checkpoint (last, so that it follows a run while it
+        trains; best if there is no last), reloaded when the file changes; until a run has one, the
+        shipped pretrained network (trained on Gaussian noise: the Sample view then says what to
+        train instead). None if there is none."""
+        from denoise_studio.core import presets
+        from denoise_studio.core.inference import load_model
+        run = self.training.current_run
+        candidates = [Path(run) / "checkpoints" / f"{n}.safetensors" for n in ("last", "best")] if run else []
+        for path in [*candidates, presets.pretrained_path()]:
+            try:
+                key = (str(path), path.stat().st_mtime_ns)
+            except OSError:
+                continue
+            if self._sample_cache is None or self._sample_cache[0] != key:
+                try:
+                    self._sample_cache = (key, load_model(path, "cpu"))
+                except DenoiseError as e:
+                    self.show_message(str(e))
+                    return None
+            return self._sample_cache[1]
+        return None
+
     def _new_checkpoint(self, path: str) -> None:
         if self.image_pane.source is not None and not self.image_pane.busy:
             self.image_pane.rerun()
+
+    def _show_preview(self, step: int, images: dict, psnr: float, stats: dict | None, live: bool) -> None:
+        """A training preview in the image pane; a live one leaves the user's own image alone (that
+        one is re-run on each checkpoint instead)."""
+        if live and self.image_pane.source is not None:
+            return
+        clean = images.get("clean")
+        metrics = {}
+        if clean is not None:
+            from denoise_studio.core.metrics import psnr as psnr_of
+            metrics = {"noisy": f"{psnr_of(images['noisy'], clean):.2f} dB", "reconstruction": f"{psnr:.2f} dB"}
+        self.image_pane.show_result(images, f"Live preview at step {step:,} on a held-out validation image "
+                                    f"(σ = 25): reconstruction {psnr:.2f} dB", metrics, stats=stats)
+
+    def open_image_dialog(self) -> None:
+        self.centre.setCurrentWidget(self.image_pane)
+        self.image_pane.open_image_dialog()
 
     # --- drag and drop ---
     def dragEnterEvent(self, e):
@@ -348,6 +419,7 @@ class MainWindow(QMainWindow):
         if len(paths) == 1 and paths[0].lower().endswith(".json"):
             self.open_spec(paths[0])
         else:
+            self.centre.setCurrentWidget(self.image_pane)
             self.image_pane.drop(paths)
 
     # --- views ---
@@ -399,12 +471,11 @@ class MainWindow(QMainWindow):
         geometry, state = s.value("geometry"), s.value("window_state")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
-        if isinstance(state, QByteArray):
-            self.restoreState(state)
-        else:   # first launch: give the image pane most of the height
-            QTimer.singleShot(0, lambda: (
-                self.resizeDocks([self.builder_dock], [540], Qt.Orientation.Horizontal),
-                self.resizeDocks([self.training_dock], [290], Qt.Orientation.Vertical)))
+        if isinstance(state, QByteArray) and self.restoreState(state):
+            self._dock_sizes = None   # the user's own layout
+        else:   # first launch: the pictures get most of the window, at any window size
+            self._dock_sizes = (-1, -1)
+            QTimer.singleShot(0, self._fit_docks)
         self._fill_recent(s.value("recent") or [])
         last = s.value("last_spec")
         if last and Path(str(last)).is_file():
@@ -412,6 +483,33 @@ class MainWindow(QMainWindow):
                 self.doc.load(load_spec_file(last), Path(str(last)))
             except DenoiseError:
                 pass
+
+    _dock_sizes: tuple[int, int] | None = None   # the sizes _fit_docks gave; None once the user sized them
+
+    def _fit_docks(self) -> None:
+        """Size the docks in proportion to the window (BUILDER_WIDTH, TRAINING_HEIGHT)."""
+        if self._dock_sizes is None:
+            return
+        w = share(self.width(), BUILDER_WIDTH)
+        h = share(self.height(), TRAINING_HEIGHT)
+        self.resizeDocks([self.builder_dock], [w], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.training_dock], [h], Qt.Orientation.Vertical)
+        self._dock_sizes = (-1, -1)   # laid out at the next event: read back then
+        QTimer.singleShot(0, self._note_dock_sizes)
+
+    def _note_dock_sizes(self) -> None:
+        if self._dock_sizes is not None:
+            self._dock_sizes = (self.builder_dock.width(), self.training_dock.height())
+
+    def resizeEvent(self, e) -> None:
+        super().resizeEvent(e)
+        if self._dock_sizes is None:
+            return
+        now = (self.builder_dock.width(), self.training_dock.height())
+        if self._dock_sizes != (-1, -1) and any(abs(a - b) > 2 for a, b in zip(now, self._dock_sizes, strict=True)):
+            self._dock_sizes = None   # the user dragged a dock's edge: theirs from now on
+            return
+        QTimer.singleShot(0, self._fit_docks)
 
     # --- closing ---
     # While a run trains, closing offers: "stop" (finish the step, save the checkpoint and a
@@ -444,14 +542,14 @@ class MainWindow(QMainWindow):
         and keeps its checkpoint, unsaved edits stay in the autosave for recovery. A second signal
         while the run is still saving kills it (every file is written atomically)."""
         if self.quitting_on_signal:
-            self.training.session.kill()
+            self.training.kill()
             return
         self.quitting_on_signal = True
         self.close_choice = "stop"
         self.close()
 
     def closeEvent(self, event):
-        if self.training.session.running:
+        if self.training.running:
             choice = self.ask_close_choice()
             if choice == "cancel":
                 event.ignore()

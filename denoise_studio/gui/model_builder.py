@@ -37,9 +37,9 @@ class ModelBuilder(QWidget):
         tools = QHBoxLayout()
         self.buttons = {}
         for key, text, tip, slot in (
-                ("up", "▲", "Move the block up (Ctrl+Up)", lambda: self._move(-1)),
-                ("down", "▼", "Move the block down (Ctrl+Down)", lambda: self._move(+1)),
-                ("duplicate", "Duplicate", "Duplicate the block (Ctrl+D)", self._duplicate),
+                ("up", "▲", "Move the block up (Ctrl+Up)", lambda: self.move_selected(-1)),
+                ("down", "▼", "Move the block down (Ctrl+Down)", lambda: self.move_selected(+1)),
+                ("duplicate", "Duplicate", "Duplicate the block (Ctrl+D)", self.duplicate_selected),
                 ("delete", "Delete", "Delete the block (Del)", self._delete)):
             b = QToolButton()
             b.setText(text)
@@ -82,11 +82,12 @@ class ModelBuilder(QWidget):
         self.buttons["delete"].setEnabled(sel >= 0)
         self.hint.setText(f"{n} block(s) · drag to reorder")
 
-    def _move(self, delta: int) -> None:
+    def move_selected(self, delta: int) -> None:
+        """Move the selected block up (−1) or down (+1); nothing when none is selected."""
         if self.doc.selected >= 0:
             self.doc.move_block(self.doc.selected, self.doc.selected + delta)
 
-    def _duplicate(self) -> None:
+    def duplicate_selected(self) -> None:
         if self.doc.selected >= 0:
             self.doc.duplicate_block(self.doc.selected)
 

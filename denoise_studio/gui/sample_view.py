@@ -91,17 +91,22 @@ class SampleView(QWidget):
 
     def _build(self) -> None:
         lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
         bar = QHBoxLayout()
         self.sampler = QComboBox()
+        self.sampler.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.sampler.setMinimumContentsLength(9)
+        self.sampler.setToolTip("Sampler: DDIM takes a few large deterministic steps; DDPM takes every one of the "
+                                "network's T steps, adding fresh noise at each")
         self.sampler.setObjectName("SamplerChoice")
         self.sampler.addItem("DDIM (deterministic, few steps)", "ddim")
         self.sampler.addItem("DDPM (ancestral, every step)", "ddpm")
+        self.sampler.view().setMinimumWidth(self.sampler.view().sizeHintForColumn(0) + 24)
         self.sampler.currentIndexChanged.connect(self._sampler_changed)
-        bar.addWidget(QLabel("Sampler"))
         bar.addWidget(self.sampler)
         self.steps = self._spin(bar, "Steps", 50, 1, 100_000, "SampleSteps")
         self.n = self._spin(bar, "Images", 16, 1, 256, "SampleCount")
-        self.seed = self._spin(bar, "Seed", 0, 0, 2**31 - 1, "SampleSeed")
+        self.seed = self._spin(bar, "Seed", 0, 0, 999_999, "SampleSeed")
         bar.addWidget(QLabel("η"))
         self.eta = QDoubleSpinBox()
         self.eta.setObjectName("SampleEta")
@@ -113,7 +118,6 @@ class SampleView(QWidget):
         self.show_x0.setObjectName("ShowX0")
         self.show_x0.setToolTip("Show the network's prediction of the final image at each step instead of x_t")
         self.show_x0.toggled.connect(lambda _: self._show_frame(self.slider.value()))
-        bar.addWidget(self.show_x0)
         bar.addStretch(1)
         self.sample_button = QPushButton("Sample")
         self.sample_button.setObjectName("SampleButton")
@@ -126,7 +130,7 @@ class SampleView(QWidget):
         self.save_button.setObjectName("SaveSampleButton")
         self.save_button.clicked.connect(self.save_dialog)
         self.save_button.setEnabled(False)
-        for b in (self.sample_button, self.cancel_button, self.save_button):
+        for b in (self.sample_button, self.cancel_button):
             bar.addWidget(b)
         lay.addLayout(bar)
         self.caption = QLabel("Sampling runs the reverse diffusion process: from pure noise, the network removes "
@@ -151,6 +155,8 @@ class SampleView(QWidget):
         self.slider.valueChanged.connect(self._show_frame)
         row.addWidget(self.step_label)
         row.addWidget(self.slider, 1)
+        row.addWidget(self.show_x0)
+        row.addWidget(self.save_button)
         lay.addLayout(row)
 
     def _spin(self, bar, label, value, lo, hi, name) -> QSpinBox:

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QTabWidget,
     QVBoxLayout,
@@ -26,28 +27,45 @@ from PySide6.QtWidgets import (
 )
 
 from denoise_studio.core.analysis import analyze
-from denoise_studio.core.devices import cpu_has_bf16, list_devices
+from denoise_studio.core.devices import list_devices
 from denoise_studio.core.errors import DenoiseError
 from denoise_studio.core.events import FINISH_REASONS
 from denoise_studio.core.images import load_image
+from denoise_studio.core.noise import NOISE_PROCESSES
 from denoise_studio.core.plan import (
     DEFAULT_STEPS,
+    RECOMMENDED_PRESET,
     RESUME_REQUIRED,
     TrainConfig,
     cadences,
     default_runs_dir,
     new_run_dir,
+    recipe,
     round_crop,
 )
+from denoise_studio.core.precision import auto_amp, describe
 from denoise_studio.core.runfolder import RunFolder, gone_message, split_strip
 from denoise_studio.core.runlock import describe_writer
 from denoise_studio.format import duration
 from denoise_studio.gui.document import SpecDocument
-from denoise_studio.gui.image_pane import ImagePane
 from denoise_studio.gui.loss_plot import GradNormStrip, LossPlot
 from denoise_studio.gui.training_session import TrainingSession
 
+
+def compact(combo: QComboBox, chars: int = 14) -> QComboBox:
+    """A combo box as narrow as `chars` characters, whose list still shows every item in full."""
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(chars)
+    combo.view().setMinimumWidth(combo.view().sizeHintForColumn(0) + 24)
+    return combo
+
+
 BUILTIN_LABEL = "built-in samples (scikit-image)"
+SHAPES_LABEL = "shapes (generated, for sampling)"
+FOLDER_LABEL = "choose a folder…"
+DATA_LABELS = {BUILTIN_LABEL: "builtin", SHAPES_LABEL: "shapes"}   # the rest are folders
+# The precision choices: (label, TrainConfig.amp). auto follows the hardware (core.precision).
+PRECISIONS = (("auto (fastest for the hardware)", "auto"), ("fp32", "off"), ("bf16 autocast", "bf16"))
 
 
 class DeviceSelector(QComboBox):
@@ -72,13 +90,16 @@ class DeviceSelector(QComboBox):
 
 class TrainingView(QWidget):
     checkpoint_saved = Signal(str)   # absolute path of a new checkpoint
+    # A validation preview: step, {"noisy", "noise", "reconstruction", "clean"?} arrays, PSNR, stats
+    # (or None), and whether it comes live from this app's run (else from a run folder read back).
+    preview = Signal(int, object, float, object, bool)
+    preset_requested = Signal(str)   # the user asked for a preset (the data source's recommended one)
 
-    def __init__(self, doc: SpecDocument, image_pane: ImagePane | None = None, parent=None):
+    def __init__(self, doc: SpecDocument, parent=None):
         super().__init__(parent)
         self.setObjectName("TrainingView")
         self.setAccessibleName("Training view")
         self.doc = doc
-        self.image_pane = image_pane
         self.runs_dir = default_runs_dir()
         self.session = TrainingSession(self)
         self.session.event.connect(self.on_event)
@@ -93,80 +114,118 @@ class TrainingView(QWidget):
         self.followed: RunFolder | None = None
         self.follow_offset = self.follow_steps = self.follow_total = 0
         self.follow_checkpoint: int | None = None
+        self._follow_ended: str | None = None
+        self._follow_preview = None
         self.follow_timer = QTimer(self)
         self.follow_timer.setInterval(500)
         self.follow_timer.timeout.connect(self._follow_tick)
 
         root = QHBoxLayout(self)
-        root.setContentsMargins(4, 4, 4, 4)
+        root.setContentsMargins(4, 2, 4, 2)
         left_box = QWidget()
-        left_box.setMaximumWidth(500)
+        left_box.setMaximumWidth(540)
         left = QVBoxLayout(left_box)
         left.setContentsMargins(0, 0, 0, 0)
+        left.setSpacing(3)
         root.addWidget(left_box, 0)
         form_box = QWidget()
         form_box.setObjectName("TrainingSettings")
         columns = QHBoxLayout(form_box)
         columns.setContentsMargins(0, 0, 0, 0)
         form, form2 = QFormLayout(), QFormLayout()
+        for f in (form, form2):   # compact: the image pane above gets the height
+            f.setVerticalSpacing(3)
         columns.addLayout(form, 3)
         columns.addLayout(form2, 2)
-        self.device_selector = DeviceSelector()
+        self.device_selector = compact(DeviceSelector())
         self.device_selector.currentIndexChanged.connect(self._device_changed)
         form.addRow("device", self.device_selector)
         self.data = QComboBox()
         self.data.setObjectName("DataSource")
-        self.data.addItems([BUILTIN_LABEL, "choose a folder…"])
+        self.data.addItems([BUILTIN_LABEL, SHAPES_LABEL, FOLDER_LABEL])
+        self.data.setItemData(1, "Small images of coloured shapes, generated on the fly: a DDPM-trained network "
+                              "learns to sample them in minutes on a CPU (Sample tab).", Qt.ItemDataRole.ToolTipRole)
         self.data.activated.connect(self._data_chosen)
+        compact(self.data)
+        self._data_recipe: dict = {}   # the recipe the current data source applied (undone when leaving it)
         form.addRow("data", self.data)
+        # One row: the noise process, then only its own parameters (σ range, or schedule and T).
+        noise_row = QHBoxLayout()
+        noise_row.setContentsMargins(0, 0, 0, 0)
+        noise_row.setSpacing(3)
         self.noise = QComboBox()
         self.noise.setObjectName("NoiseProcess")
-        self.noise.addItems(["gaussian", "ddpm"])
+        self.noise.addItems(list(NOISE_PROCESSES))
         self.noise.currentTextChanged.connect(self._noise_changed)
-        form.addRow("noise", self.noise)
+        noise_row.addWidget(self.noise)
         sig = QHBoxLayout()
+        sig.setContentsMargins(0, 0, 0, 0)
+        sig.setSpacing(2)
         self.sigma_lo, self.sigma_hi = QDoubleSpinBox(), QDoubleSpinBox()
-        for w, v in ((self.sigma_lo, 5), (self.sigma_hi, 50)):
+        for w, v, prefix in ((self.sigma_lo, 5, "σ "), (self.sigma_hi, 50, "to ")):
             w.setRange(0, 255)
             w.setDecimals(1)
             w.setValue(v)
+            w.setPrefix(prefix)
+            w.setToolTip("The range of noise σ trained on (0–255 scale)")
             sig.addWidget(w)
         self.sigma_row = QWidget()
+        self.sigma_row.setObjectName("SigmaRange")
         self.sigma_row.setLayout(sig)
-        sig.setContentsMargins(0, 0, 0, 0)
-        form.addRow("σ range (0–255)", self.sigma_row)
+        noise_row.addWidget(self.sigma_row, 1)
         ddpm = QHBoxLayout()
         ddpm.setContentsMargins(0, 0, 0, 0)
+        ddpm.setSpacing(2)
         self.schedule = QComboBox()
+        self.schedule.setObjectName("NoiseSchedule")
         self.schedule.addItems(["linear", "cosine"])
+        self.schedule.setToolTip("The noise schedule of the timesteps")
         self.timesteps = QSpinBox()
+        self.timesteps.setObjectName("TimestepsSpin")
         self.timesteps.setRange(2, 10000)
         self.timesteps.setValue(1000)
         self.timesteps.setPrefix("T ")
         ddpm.addWidget(self.schedule)
         ddpm.addWidget(self.timesteps)
         self.ddpm_row = QWidget()
+        self.ddpm_row.setObjectName("TimestepSchedule")
         self.ddpm_row.setLayout(ddpm)
-        form.addRow("schedule", self.ddpm_row)
+        noise_row.addWidget(self.ddpm_row, 1)
+        form.addRow("noise", noise_row)
+        self.amp = QComboBox()
+        self.amp.setObjectName("PrecisionChoice")
+        self.amp.setAccessibleName("numeric precision")
+        for label, value in PRECISIONS:
+            self.amp.addItem(label, value)
+        self.amp.currentIndexChanged.connect(lambda _: self._show_precision())
+        form.addRow("precision", self.amp)
+        self.precision_label = QLabel("")
+        self.precision_label.setObjectName("PrecisionPath")
+        self.precision_label.setAccessibleName("precision path")
+        self.precision_label.setStyleSheet("color: #555;")
+        self.precision_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.precision_label.setToolTip("The numeric path training takes: auto picks bf16 autocast on CPUs with "
+                                        "AMX or AVX512-BF16 and on CUDA, fp32 elsewhere")
+        form.addRow("", self.precision_label)
         form = form2   # second column: sizes, schedule, speed
         self.crop = self._spin(form, "crop", TrainConfig.crop, 8, 1024, 8)
         self.batch = self._spin(form, "batch size", TrainConfig.batch_size, 1, 4096)
         self.steps = self._spin(form, "steps", DEFAULT_STEPS, 1, 10_000_000, 100)
         self.steps.setToolTip("The run's total number of steps; Resume run continues up to it.")
         self.lr = QDoubleSpinBox()
+        self.lr.setObjectName("LearningRateSpin")
         self.lr.setDecimals(5)
         self.lr.setRange(1e-5, 1.0)
         self.lr.setSingleStep(1e-4)
         self.lr.setValue(TrainConfig.lr)
         form.addRow("learning rate", self.lr)
         self.seed = self._spin(form, "seed", 0, 0, 2**31 - 1)
-        self.amp = QCheckBox("bf16 autocast")
         self.compile = QCheckBox("torch.compile")
-        form.addRow(self.amp)
         form.addRow(self.compile)
         left.addWidget(form_box)
 
         buttons = QHBoxLayout()
+        buttons.setSpacing(3)
         self.start_button = QPushButton("Start")
         self.start_button.setObjectName("StartButton")
         self.start_button.setToolTip("Start training (F5)")
@@ -179,35 +238,39 @@ class TrainingView(QWidget):
         for b in (self.start_button, self.pause_button, self.stop_button):
             b.setAccessibleName(b.text() + " training")
             buttons.addWidget(b)
-        left.addLayout(buttons)
         self.start_button.clicked.connect(self.start)
         self.pause_button.clicked.connect(self.toggle_pause)
         self.stop_button.clicked.connect(self.stop)
         for key, slot in (("F5", self.start), ("F6", self.toggle_pause), ("Shift+F5", self.stop)):
             QShortcut(QKeySequence(key), self, slot, context=Qt.ShortcutContext.WindowShortcut)
-        runs = QHBoxLayout()
+        buttons.addSpacing(8)
         self.open_run_button = QPushButton("Open run…")
         self.open_run_button.setObjectName("OpenRunButton")
+        self.open_run_button.setToolTip("Open a run folder: its curves, last preview and checkpoint (Ctrl+Shift+O)")
         self.open_run_button.clicked.connect(self.open_run_dialog)
-        self.resume_button = QPushButton("Resume run")
+        self.resume_button = QPushButton("Resume")
         self.resume_button.setObjectName("ResumeButton")
+        self.resume_button.setAccessibleName("Resume run")
+        self.resume_button.setToolTip("Continue the open run from its last checkpoint up to steps")
         self.resume_button.clicked.connect(self.resume)
         self.compare_button = QPushButton("Compare…")
         self.compare_button.setObjectName("CompareButton")
         self.compare_button.setToolTip("Overlay another run's loss curve")
         self.compare_button.clicked.connect(self.compare_dialog)
         for b in (self.open_run_button, self.resume_button, self.compare_button):
-            runs.addWidget(b)
-        left.addLayout(runs)
+            buttons.addWidget(b)
+        left.addLayout(buttons)
         self.progress = QProgressBar()
         self.progress.setObjectName("TrainingProgress")
         self.progress.setFormat("%p%")
+        self.progress.setMaximumHeight(18)
         left.addWidget(self.progress)
         self.status = QLabel("Ready: press Start to train the network in the builder.")
         self.status.setObjectName("TrainingStatus")
         self.status.setWordWrap(True)
         left.addWidget(self.status)
         path_row = QHBoxLayout()
+        path_row.setSpacing(3)
         self.run_path = QLineEdit()
         self.run_path.setObjectName("RunFolderPath")
         self.run_path.setAccessibleName("Run folder")
@@ -223,12 +286,20 @@ class TrainingView(QWidget):
         path_row.addWidget(self.open_folder_button)
         path_row.addWidget(self.copy_path_button)
         left.addLayout(path_row)
+        message_row = QHBoxLayout()
+        message_row.setSpacing(3)
         self.message = QLabel("")
         self.message.setObjectName("TrainingMessage")
         self.message.setWordWrap(True)
         self.message.setStyleSheet("color: #b3261e;")
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        left.addWidget(self.message)
+        message_row.addWidget(self.message, 1)
+        self.preset_button = QPushButton("")
+        self.preset_button.setObjectName("LoadPresetButton")
+        self.preset_button.clicked.connect(self._load_recommended_preset)
+        self.preset_button.hide()
+        message_row.addWidget(self.preset_button)
+        left.addLayout(message_row)
         left.addStretch(1)
 
         tabs = QTabWidget()
@@ -273,43 +344,124 @@ class TrainingView(QWidget):
 
     # --- settings ---
     def _noise_changed(self, kind: str) -> None:
-        self.sigma_row.setEnabled(kind == "gaussian")
-        self.ddpm_row.setEnabled(kind == "ddpm")
+        """Only the chosen process's parameters show: a σ range, or the timestep schedule and T."""
+        process = NOISE_PROCESSES.get(kind)
+        timesteps = bool(process is not None and process.has_timesteps)
+        self.sigma_row.setEnabled(not timesteps)
+        self.ddpm_row.setEnabled(timesteps)
+        self.sigma_row.setVisible(not timesteps)
+        self.ddpm_row.setVisible(timesteps)
+
+    def _device_type(self) -> str:
+        dev = self.device_selector.device()
+        if dev == "auto":
+            cuda = any(d.id.startswith("cuda") and d.available for d in list_devices())
+            return "cuda" if cuda else "cpu"
+        return dev.split(":")[0]
 
     def _device_changed(self, *_):
-        dev = self.device_selector.device()
-        cuda = dev.startswith("cuda") or (dev == "auto" and any(d.id.startswith("cuda") and d.available
-                                                                 for d in list_devices()))
-        self.amp.setEnabled(cuda or cpu_has_bf16())
-        self.amp.setChecked(cuda)
         self.compile.setEnabled(True)
+        self._show_precision()
+
+    def _show_precision(self, chosen: str | None = None) -> None:
+        """Beside the precision choice: the path a run takes (what auto picks on this device and why),
+        or the path the running or opened run took (`chosen`, from its started event or config.json)."""
+        if chosen:
+            self.precision_label.setText(f"this run: {chosen}")
+            self.precision_label.setToolTip(f"This run trains with {chosen}")
+            return
+        amp = self.amp.currentData()
+        try:
+            kind = self._device_type()
+            text = describe(kind, auto_amp(kind) if amp == "auto" else amp)
+        except (DenoiseError, RuntimeError, OSError):   # a device that cannot be asked: training decides
+            text = "decided when training starts"
+        self.precision_label.setText(("auto → " if amp == "auto" else "→ ") + text)
+        self.precision_label.setToolTip(f"Training on this device will use {text}")
 
     def _data_chosen(self, index: int) -> None:
-        if self.data.itemText(index) == "choose a folder…":
+        text = self.data.itemText(index)
+        if text == FOLDER_LABEL:
             folder = QFileDialog.getExistingDirectory(self, "Folder of training images")
             self.set_data_folder(folder or None)
+        else:
+            self.data_folder = None if text in DATA_LABELS else text
+            self._apply_recipe(DATA_LABELS.get(text, text))
+
+    def _apply_recipe(self, data: str) -> None:
+        """The settings the plan recommends for this data source (core.plan.recipe); leaving a source
+        puts back the defaults it had changed. Offers the source's recommended preset."""
+        new = recipe(data)
+        defaults = TrainConfig().to_dict()
+        for key in self._data_recipe:
+            if key not in new and key in defaults:
+                self._set_setting(key, DEFAULT_STEPS if key == "steps" else defaults[key])
+        for key, value in new.items():
+            self._set_setting(key, value)
+        self._data_recipe = new
+        preset = RECOMMENDED_PRESET.get(data)
+        if preset and self.doc.spec.name != preset:
+            changed = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in new.items())
+            self.message.setText(f"Settings for {data}: {changed}. It trains best with the {preset} preset.")
+            self.preset_button.setText(f"Load {preset}")
+            self.preset_button.setToolTip(f"Load the {preset} preset into the model builder")
+            self.preset_button.setProperty("preset", preset)
+            self.preset_button.show()
+        else:
+            self.message.setText("")
+            self.preset_button.hide()
+
+    def _set_setting(self, key: str, value) -> None:
+        widgets = {"crop": self.crop, "batch_size": self.batch, "steps": self.steps, "lr": self.lr,
+                   "timesteps": self.timesteps, "seed": self.seed}
+        combos = {"noise": self.noise, "schedule": self.schedule}
+        if key in widgets:
+            widgets[key].setValue(value)
+        elif key in combos:
+            combos[key].setCurrentText(str(value))
+        elif key == "sigma":
+            self.sigma_lo.setValue(value[0])
+            self.sigma_hi.setValue(value[1])
+
+    def _load_recommended_preset(self) -> None:
+        preset = self.preset_button.property("preset")
+        if preset:
+            self.preset_requested.emit(str(preset))
+            if self.doc.spec.name == preset:
+                self.preset_button.hide()
+                self.message.setText("")
+
+    def set_data(self, data: str) -> None:
+        """Choose a data source by its config name: builtin, shapes, or a folder."""
+        if data in DATA_LABELS.values():
+            label = next(k for k, v in DATA_LABELS.items() if v == data)
+            self.data.setCurrentText(label)
+            self._data_chosen(self.data.currentIndex())
+        else:
+            self.set_data_folder(data)
 
     def set_data_folder(self, folder: str | None) -> None:
         self.data_folder = folder
         self.data.blockSignals(True)
         if folder:
             if self.data.findText(folder) < 0:
-                self.data.insertItem(1, folder)
+                self.data.insertItem(self.data.count() - 1, folder)
             self.data.setCurrentText(folder)
         else:
             self.data.setCurrentIndex(0)
         self.data.blockSignals(False)
+        self._apply_recipe(folder or "builtin")
 
     def config(self) -> TrainConfig:
         dev = self.device_selector.device()
         data = self.data.currentText()
         return TrainConfig(
-            data="builtin" if data in (BUILTIN_LABEL, "choose a folder…") else data,
+            data="builtin" if data == FOLDER_LABEL else DATA_LABELS.get(data, data),
             steps=self.steps.value(), batch_size=self.batch.value(), crop=self.crop.value(), lr=self.lr.value(),
             seed=self.seed.value(), device=dev, noise=self.noise.currentText(),
             sigma=(self.sigma_lo.value(), max(self.sigma_lo.value(), self.sigma_hi.value())),
             schedule=self.schedule.currentText(), timesteps=self.timesteps.value(),
-            amp="bf16" if self.amp.isChecked() and self.amp.isEnabled() else "off",
+            amp=self.amp.currentData(),
             compile=self.compile.isChecked(), **cadences(self.steps.value()))
 
     # --- actions ---
@@ -379,6 +531,8 @@ class TrainingView(QWidget):
             self.loss_plot.clear()
             self.grad_strip.clear()
         self.message.setText("")
+        self.preset_button.hide()
+        self._show_precision()
         self.progress.setValue(0)
         self.status.setText("Starting…")
         self._set_running(True)
@@ -403,6 +557,19 @@ class TrainingView(QWidget):
             self.session.stop()
             self.status.setText("Stopping after the current step…")
 
+    @property
+    def running(self) -> bool:
+        """A run of this app's is training (or saving after Stop)."""
+        return self.session.running
+
+    def prewarm(self) -> None:
+        """Start a training process ahead of time, so that Start trains at once (training_session)."""
+        self.session.prewarm()
+
+    def kill(self) -> None:
+        """Hard stop of the training process (a second Ctrl+C); the run keeps its last checkpoint."""
+        self.session.kill()
+
     def shutdown(self) -> None:
         """Stop a run keeping its checkpoint (waits for the child to write it), end the spare."""
         self.stop_following()
@@ -416,50 +583,74 @@ class TrainingView(QWidget):
         self.session.discard_spare()
         return pid
 
-    # --- events from the child ---
+    # --- events: one table for the live child's and for a followed run folder's ---
+    # Each handler takes (event, live): live events come from this app's training child, the others
+    # are read back from a run folder's events (an opened or followed run). Terminal events of a
+    # live run arrive by `session.ended` (on_ended); for a followed run they end the following.
     def on_event(self, ev) -> None:
-        name = ev.name
-        if name == "started":
-            self.first_step = ev.step
-            self.total_steps = ev.total_steps
-            self.start_time = time.time()
-            self.status.setText(f"Training {ev.params:,} parameters on {ev.device}"
-                                + (f", resumed from step {ev.resumed_from}" if ev.resumed_from else ""))
-            if ev.skipped:
-                self.message.setText(f"{len(ev.skipped)} unreadable image(s) skipped: " + "; ".join(ev.skipped[:3]))
-        elif name == "step":
-            self.last_step = ev.step
-            self.loss_plot.add_loss(ev.step, ev.loss)
-            if ev.grad_norms:
-                self.grad_strip.add(ev.step, ev.grad_norms)
-            self.rate = ev.images_per_s if not self.rate else 0.95 * self.rate + 0.05 * ev.images_per_s
-            elapsed = time.time() - self.start_time
-            done = ev.step - max(self.first_step, 0)
-            eta = elapsed / max(done, 1) * (self.total_steps - ev.step)
-            self.progress.setValue(int(100 * ev.step / max(self.total_steps, 1)))
-            if self.session.paused:   # a step in flight when Pause was pressed: the pause is after it
-                self.loss_plot.move_pause_mark(ev.step)
-                self._show_paused()
-                return
-            self.status.setText(f"step {ev.step:,}/{self.total_steps:,} · loss {ev.loss:.5f} · "
-                                f"{self.rate:.1f} img/s · elapsed {duration(elapsed)} · ETA {duration(eta)}")
-        elif name == "eval":
-            self.loss_plot.add_psnr(ev.step, ev.psnr)
-        elif name == "preview" and self.image_pane is not None and ev.images:
-            if self.image_pane.source is None:   # the user's own image, if any, is re-run on checkpoints
-                self.show_preview(ev.step, ev.images, ev.psnr, ev.stats)
-        elif name == "checkpoint" and self.current_run is not None:
-            self.checkpoint_saved.emit(str(self.current_run / ev.path))
+        self._dispatch(ev, live=True)
 
-    def show_preview(self, step: int, images: dict, psnr: float, stats: dict | None = None) -> None:
-        clean = images.get("clean")
-        metrics = {}
-        if clean is not None:
-            from denoise_studio.core.metrics import psnr as psnr_of
-            metrics = {"noisy": f"{psnr_of(images['noisy'], clean):.2f} dB",
-                       "reconstruction": f"{psnr:.2f} dB"}
-        self.image_pane.show_result(images, f"Live preview at step {step:,} on a held-out validation image "
-                                    f"(σ = 25): reconstruction {psnr:.2f} dB", metrics, stats=stats)
+    def _dispatch(self, ev, live: bool) -> None:
+        handler = self._HANDLERS.get(ev.name)
+        if handler is not None:
+            handler(self, ev, live)
+
+    def _on_started(self, ev, live: bool) -> None:
+        if ev.precision:
+            self._show_precision(ev.precision)
+        if not live:   # a resumed run starts again after its first "finished"
+            self.follow_total, self._follow_ended = ev.total_steps, None
+            return
+        self.first_step = ev.step
+        self.total_steps = ev.total_steps
+        self.start_time = time.time()
+        self.status.setText(f"Training {ev.params:,} parameters on {ev.device}"
+                            + (f" ({ev.precision})" if ev.precision else "")
+                            + (f", resumed from step {ev.resumed_from}" if ev.resumed_from else ""))
+        if ev.skipped:
+            self.message.setText(f"{len(ev.skipped)} unreadable image(s) skipped: " + "; ".join(ev.skipped[:3]))
+
+    def _on_step(self, ev, live: bool) -> None:
+        self.loss_plot.add_loss(ev.step, ev.loss if ev.loss is not None else math.nan)
+        if ev.grad_norms:
+            self.grad_strip.add(ev.step, ev.grad_norms)
+        if not live:
+            self.follow_steps = ev.step
+            return
+        self.last_step = ev.step
+        self.rate = ev.images_per_s if not self.rate else 0.95 * self.rate + 0.05 * ev.images_per_s
+        elapsed = time.time() - self.start_time
+        done = ev.step - max(self.first_step, 0)
+        eta = elapsed / max(done, 1) * (self.total_steps - ev.step)
+        self.progress.setValue(int(100 * ev.step / max(self.total_steps, 1)))
+        if self.session.paused:   # a step in flight when Pause was pressed: the pause is after it
+            self.loss_plot.move_pause_mark(ev.step)
+            self._show_paused()
+            return
+        self.status.setText(f"step {ev.step:,}/{self.total_steps:,} · loss {ev.loss:.5f} · "
+                            f"{self.rate:.1f} img/s · elapsed {duration(elapsed)} · ETA {duration(eta)}")
+
+    def _on_eval(self, ev, live: bool) -> None:
+        self.loss_plot.add_psnr(ev.step, ev.psnr)
+
+    def _on_preview(self, ev, live: bool) -> None:
+        if live and ev.images:
+            self.preview.emit(ev.step, ev.images, ev.psnr, ev.stats, True)
+        elif not live and ev.path:
+            self._follow_preview = ev   # only the newest one read is shown
+
+    def _on_checkpoint(self, ev, live: bool) -> None:
+        if live and self.current_run is not None:
+            self.checkpoint_saved.emit(str(self.current_run / ev.path))
+        elif not live and not ev.best:
+            self.follow_checkpoint = ev.step
+
+    def _on_ended_event(self, ev, live: bool) -> None:
+        if not live:
+            self._follow_ended = "finished" if ev.name == "finished" else f"failed: {ev.message}"
+
+    _HANDLERS = {"started": _on_started, "step": _on_step, "eval": _on_eval, "preview": _on_preview,
+                 "checkpoint": _on_checkpoint, "finished": _on_ended_event, "failed": _on_ended_event}
 
     def on_ended(self, ev) -> None:
         self._set_running(False)
@@ -497,6 +688,14 @@ class TrainingView(QWidget):
         self.follow_total = 0
         self.follow_checkpoint = None
         self.message.setText("")
+        self.preset_button.hide()
+        self._show_precision()
+        try:   # config.json records the precision path at start-up (older runs: their started event)
+            precision = run.config().get("precision")
+        except (DenoiseError, OSError, AttributeError):
+            precision = None
+        if precision:
+            self._show_precision(str(precision))
         try:
             ended = self._read_followed(live=False)
         except DenoiseError as e:
@@ -535,32 +734,20 @@ class TrainingView(QWidget):
         run = self.followed
         alive = run.writer() is not None   # before reading: a writer releases its lock after its last line
         events, self.follow_offset = run.read_events(self.follow_offset)
-        ended, last_preview = None, None
+        self._follow_ended, self._follow_preview = None, None
         for e in events:
-            if e.name == "started":   # a resumed run starts again after its first "finished"
-                self.follow_total, ended = e.total_steps, None
-            elif e.name == "step":
-                self.loss_plot.add_loss(e.step, e.loss if e.loss is not None else math.nan)
-                if e.grad_norms:
-                    self.grad_strip.add(e.step, e.grad_norms)
-                self.follow_steps = e.step
-            elif e.name == "eval":
-                self.loss_plot.add_psnr(e.step, e.psnr)
-            elif e.name == "preview" and e.path:
-                last_preview = e
-            elif e.name == "checkpoint" and not e.best:
-                self.follow_checkpoint = e.step
-            elif e.name in ("finished", "failed"):
-                ended = "finished" if e.name == "finished" else f"failed: {e.message}"
+            self._dispatch(e, live=False)
+        ended, last_preview = self._follow_ended, self._follow_preview
         if ended is None and not alive:
             ended = "ended: " + gone_message(run.path, self.follow_checkpoint)
         if live and ended is None:
             self.progress.setValue(int(100 * self.follow_steps / max(self.follow_total, 1)))
             self.status.setText(f"Following {run.path}: step {self.follow_steps:,}/{self.follow_total:,}")
-        if last_preview is not None and self.image_pane is not None:
+        if last_preview is not None:
             try:
                 strip = load_image(run.path / last_preview.path).pixels
-                self.show_preview(last_preview.step, split_strip(strip), last_preview.psnr)
+                self.preview.emit(last_preview.step, split_strip(strip), last_preview.psnr, last_preview.stats,
+                                  False)
             except DenoiseError:
                 pass   # a preview being written right now; the next one will do
         return ended
