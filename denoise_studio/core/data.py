@@ -84,6 +84,14 @@ class ImageSet:
     val: list[torch.Tensor]
     skipped: list[str] = field(default_factory=list)   # one message per unreadable file
     names: list[str] = field(default_factory=list)
+    _sigmas: dict[str, list[float]] = field(default_factory=dict, repr=False)
+
+    def sigmas(self, which: str) -> list[float]:
+        """Estimated noise σ (0–255) of each "train" or "val" image, computed once: the CLI checks a
+        folder before the run starts and the trainer then uses the same numbers."""
+        if which not in self._sigmas:
+            self._sigmas[which] = estimated_sigmas(getattr(self, which))
+        return self._sigmas[which]
 
     @staticmethod
     def _tensor(pixels: np.ndarray, channels: int, bit_depth: int) -> torch.Tensor:
@@ -143,7 +151,14 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
 
 def sample_batch(images: list[torch.Tensor], batch: int, crop: int, gen: torch.Generator) -> torch.Tensor:
     """Random crops with random horizontal/vertical flips, (B, C, crop, crop) float in [0, 1]."""
-    idx = torch.randint(0, len(images), (batch,), generator=gen).tolist()
+    return sample_crops(images, batch, crop, gen)[0]
+
+
+def sample_crops(images: list[torch.Tensor], batch: int, crop: int,
+                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """sample_batch's crops and, for each, the index of the image it came from."""
+    drawn = torch.randint(0, len(images), (batch,), generator=gen)
+    idx = drawn.tolist()
     flips = torch.randint(0, 2, (batch, 2), generator=gen).tolist()
     out = []
     for i, (fh, fv) in zip(idx, flips, strict=True):
@@ -157,7 +172,7 @@ def sample_batch(images: list[torch.Tensor], batch: int, crop: int, gen: torch.G
         if fv:
             c = c.flip(1)
         out.append(c)
-    return torch.stack(out)
+    return torch.stack(out), drawn
 
 
 def validation_crops(images: list[torch.Tensor], crop: int, count: int = 8) -> torch.Tensor:
@@ -172,3 +187,38 @@ def validation_crops(images: list[torch.Tensor], crop: int, count: int = 8) -> t
             if len(out) >= count:
                 return torch.stack(out)
     return torch.stack(out)
+
+
+# ---------------------------------------------------------------- noisy observations (self-supervised)
+
+CLEAN_SIGMA = 2.0   # median estimated σ (0–255) below which a folder looks clean (clean CBSD68: 0.8–8, median ≈ 1.7)
+SIGMA_SIDE = 512    # σ is estimated on a centre crop: enough pixels, bounded time on large photos
+
+
+def estimated_sigmas(images: list[torch.Tensor]) -> list[float]:
+    """Each image's noise σ on the 0–255 scale (wavelet estimate on a centre crop)."""
+    from denoise_studio.core.inference import estimate_sigma255
+    out = []
+    for img in images:
+        _, h, w = img.shape
+        y, x = max(0, (h - SIGMA_SIDE) // 2), max(0, (w - SIGMA_SIDE) // 2)
+        out.append(estimate_sigma255(_as_float(img[:, y:y + SIGMA_SIDE, x:x + SIGMA_SIDE]).numpy()))
+    return out
+
+
+def check_observations(source, sigmas: list[float], objective: str, count: int) -> list[str]:
+    """A self-supervised objective learns from the noise the images already have: refuse (DataError)
+    a folder that looks clean; return one-line notes for one image and for mixed noise levels."""
+    median = float(np.median(sigmas))
+    if median < CLEAN_SIGMA:
+        raise DataError(f"{source}: the images look clean (median estimated noise σ {median:.1f} on 0–255), and "
+                        f"{objective} learns only from noise the images already have; add synthetic noise with "
+                        "--noise gaussian --sigma 25, or train with --objective supervised.")
+    notes = []
+    if count == 1:
+        notes.append(f"one image: {objective} trains on random crops of it and validates on its centre crops.")
+    lo, hi = np.percentile(sigmas, [10, 90]) if len(sigmas) > 1 else (median, median)
+    if hi > 2 * lo and hi - lo > 5:
+        notes.append(f"the images' estimated noise σ ranges from {lo:.0f} to {hi:.0f} (0–255): one network is "
+                     "trained for all of them, which may leave the noisiest under-smoothed; training anyway.")
+    return notes

@@ -40,8 +40,13 @@ class TrainConfig:
     amp: str = "auto"                # auto (bf16 on CUDA), off, bf16, fp16
     channels_last: bool | None = None   # None: on for CUDA
     compile: bool = False
-    noise: str = "gaussian"          # gaussian or ddpm
-    sigma: tuple = (5.0, 50.0)       # gaussian σ range, 0–255 scale
+    objective: str = "supervised"    # supervised, n2v or ne2ne (core/objectives.py)
+    noise: str = "gaussian"          # a registered noise process (core/noise.py)
+    sigma: tuple = (5.0, 50.0)       # gaussian and correlated σ range, 0–255 scale
+    gain: float = 4.0                # poisson-gaussian: x = gain·Poisson(x₀/gain) + N(0, read²), 0–255 scale
+    read: float = 10.0
+    blur: float = 1.0                # correlated: std in pixels of the kernel that correlates the noise
+    synthetic_noise: bool = False    # self-supervised: corrupt the (clean) images once (builtin data always is)
     schedule: str = "linear"         # ddpm: linear or cosine
     timesteps: int = 1000
     time_limit: float | None = None  # seconds; ends cleanly, the LR schedule follows it
@@ -77,8 +82,21 @@ class TrainConfig:
         return TrainConfig.from_dict(self.to_dict())
 
     def noise_dict(self) -> dict:
-        return {"noise": self.noise, "sigma": list(self.sigma), "schedule": self.schedule,
-                "timesteps": self.timesteps}
+        """The settings of the chosen noise process (each process reads its own keys)."""
+        from denoise_studio.core.noise import NOISE_PROCESSES
+        every = {"noise": self.noise, "sigma": list(self.sigma), "schedule": self.schedule,
+                 "timesteps": self.timesteps, "gain": self.gain, "read": self.read, "blur": self.blur}
+        keys = NOISE_PROCESSES[self.noise].config_keys if self.noise in NOISE_PROCESSES else every.keys()
+        return {k: v for k, v in every.items() if k in keys}
+
+    def adds_noise(self) -> bool:
+        """Whether the training images are clean and the noise process corrupts them: always for
+        supervised; for a self-supervised objective only when asked (`synthetic_noise`), or for the
+        builtin photos, which are clean. Otherwise the images are the noisy observations."""
+        from denoise_studio.core.objectives import make_objective
+        if not make_objective(self.objective).self_supervised:
+            return True
+        return self.synthetic_noise or self.data in ("builtin", "shapes")
 
     def problems(self, spec) -> list[str]:
         """Everything wrong with these settings for `spec`, one sentence each."""
@@ -88,19 +106,37 @@ class TrainConfig:
                 _check_field(f.name, getattr(self, f.name), "")
             except ConfigError as e:
                 out.append(str(e))
-        if not out:
-            factor = _factor(spec)
-            if self.crop % factor:
-                out.append(f"crop {self.crop} is not a multiple of {factor} (the network downsamples "
-                           f"{int(math.log2(factor))} times); use {round_crop(self.crop, spec)}.")
+        if out:
+            return out
+        from denoise_studio.core.noise import NOISE_PROCESSES
+        from denoise_studio.core.objectives import make_objective
+        process = NOISE_PROCESSES[self.noise]
+        out += [f"{where.replace('noise.', '')} must be {must}." for where, must in process.config_problems(
+            self.noise_dict())]
+        objective = make_objective(self.objective)
+        if objective.self_supervised and process.has_timesteps:
+            out.append(f"{self.objective} learns to denoise images, not diffusion timesteps; use --noise gaussian "
+                       "(or another image noise) with it, or --objective supervised for ddpm.")
+        if objective.self_supervised and self.noise == "correlated" and self.adds_noise():
+            out.append(f"{self.objective} assumes noise independent from pixel to pixel: correlated noise would be "
+                       "kept as signal; train correlated noise with --objective supervised.")
+        factor = _factor(spec) * objective.crop_multiple
+        if self.crop % factor:
+            why = f"the network downsamples {int(math.log2(_factor(spec)))} times"
+            if objective.crop_multiple > 1:
+                why += f" and {self.objective} halves the crop"
+            out.append(f"crop {self.crop} is not a multiple of {factor} ({why}); "
+                       f"use {round_crop(self.crop, spec, objective.crop_multiple)}.")
         return out
 
 
 # Keys a resume needs from config.json: without them the run could not continue as it was.
-RESUME_REQUIRED = ("data", "steps", "batch_size", "crop", "lr", "seed", "noise", "sigma", "schedule", "timesteps")
+RESUME_REQUIRED = ("data", "steps", "batch_size", "crop", "lr", "seed", "objective", "noise", "sigma", "schedule",
+                   "timesteps")
 
 _CHOICES = {"optimizer": ("adam", "adamw"), "amp": ("auto", "off", "bf16", "fp16"),
-            "noise": (), "schedule": ("linear", "cosine")}   # noise: the registry's, looked up when checked
+            "noise": (), "objective": (), "schedule": ("linear", "cosine")}   # noise, objective: the registries'
+                                                                              # names, looked up when checked
 # name -> (lowest, highest or a cap name, example)
 _INTS: dict[str, tuple[int, int | str, int]] = {
     "steps": (1, "STEPS", 2000), "batch_size": (1, "BATCH", 8), "crop": (1, "CROP", 64),
@@ -109,7 +145,8 @@ _INTS: dict[str, tuple[int, int | str, int]] = {
          "checkpoint_every": (1, "STEPS", 200), "grad_norm_every": (1, "STEPS", 10), "threads": (1, "THREADS", 2)}
 _FLOATS: dict[str, tuple[bool, float, float]] = {   # (zero allowed, highest, example)
     "lr": (False, 10.0, 0.002), "weight_decay": (True, 10.0, 0.0), "grad_clip": (True, 1e6, 1.0),
-    "time_limit": (False, 10 * 365 * 86400, 600)}
+    "time_limit": (False, 10 * 365 * 86400, 600), "gain": (False, 255.0, 4.0), "read": (True, 255.0, 10.0),
+    "blur": (False, 5.0, 1.0)}
 _OPTIONAL = {"channels_last", "threads", "time_limit"}
 
 
@@ -140,10 +177,13 @@ def _check_field(name: str, v, source: str):
         if name == "noise":   # imported here: plan stays free of torch until a run is checked
             from denoise_studio.core.noise import NOISE_PROCESSES
             choices = tuple(NOISE_PROCESSES)
+        elif name == "objective":
+            from denoise_studio.core.objectives import OBJECTIVES
+            choices = tuple(OBJECTIVES)
         if v not in choices:
             raise ConfigError(f"{where}{name} is {shown}; use one of {', '.join(choices)}.")
         return v
-    if name in ("channels_last", "compile"):
+    if name in ("channels_last", "compile", "synthetic_noise"):
         if not isinstance(v, bool):
             raise ConfigError(f"{where}{name} is {shown}; it must be true or false.")
         return v
@@ -168,9 +208,10 @@ def _factor(spec) -> int:
     return downsampling_factor(spec)
 
 
-def round_crop(crop: int, spec) -> int:
-    """The largest multiple of the network's downsampling factor not above crop (at least one factor)."""
-    factor = _factor(spec)
+def round_crop(crop: int, spec, multiple: int = 1) -> int:
+    """The largest multiple of the network's downsampling factor (times `multiple`: 2 for an objective
+    that trains on half-size sub-images) not above crop (at least one factor)."""
+    factor = _factor(spec) * multiple
     return max(factor, crop // factor * factor)
 
 

@@ -17,11 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from denoise_studio.core.analysis import downsampling_factor
 from denoise_studio.core.checkpoint import load_checkpoint, load_weights, save_checkpoint
-from denoise_studio.core.data import VAL_SIGMA, ImageSet, sample_batch, step_generator, validation_crops
+from denoise_studio.core.data import (
+    VAL_SIGMA,
+    ImageSet,
+    check_observations,
+    sample_crops,
+    step_generator,
+    validation_crops,
+)
 from denoise_studio.core.devices import resolve_device
 from denoise_studio.core.errors import DataError, DenoiseError, SpecInvalidError
 from denoise_studio.core.events import (
@@ -37,6 +43,7 @@ from denoise_studio.core.events import (
 from denoise_studio.core.metrics import psnr_batch
 from denoise_studio.core.network import build_network
 from denoise_studio.core.noise import make_noise
+from denoise_studio.core.objectives import make_objective
 from denoise_studio.core.plan import TrainConfig  # noqa: F401  (re-exported: the settings live in plan)
 from denoise_studio.core.precision import auto_amp, describe
 from denoise_studio.core.runfolder import RunFolder
@@ -97,6 +104,10 @@ class Trainer:
         self.best_psnr = -math.inf
         self.eval_history: list[list] = []
         self.last_checkpoint: str | None = None
+        self.notes: list[str] = []   # one line each about the data (mixed noise levels, one image)
+        self.levels: torch.Tensor | None = None           # self-supervised: each training image's noise level
+        self.val_clean: torch.Tensor | None = None        # None: real noisy data, no clean reference
+        self.preview_clean: torch.Tensor | None = None
 
     # --- events ---
     def emit(self, event: Event) -> None:
@@ -141,16 +152,62 @@ class Trainer:
             self.images = ImageSet.load(cfg.data, self.spec.in_channels)
         if not self.images.train:
             raise DataError(f"{cfg.data}: no training images.")
-        self.val = validation_crops(self.images.val, cfg.crop).to(dev)
-        preview_size = max(cfg.crop, min(192, min(min(t.shape[1:]) for t in self.images.val)))
-        preview_size -= preview_size % downsampling_factor(self.spec)
-        self.preview_clean = validation_crops(self.images.val, preview_size, count=1).to(dev)
-        g = torch.Generator().manual_seed(12345)   # fixed validation noise
-        self.val_eps = torch.randn(self.val.shape, generator=g).to(dev)
-        self.preview_eps = torch.randn(self.preview_clean.shape, generator=g).to(dev)
-        self.val_level = torch.full((len(self.val),), self.noise.level_for_sigma(VAL_SIGMA), device=dev)
+        self.objective = make_objective(cfg.objective)
+        self._setup_data()
         if self.resume:
             self._load_resume()
+
+    def _setup_data(self) -> None:
+        """What the objective trains on (`train_source`: clean images for supervised, noisy observations
+        otherwise, with one level per image) and the fixed validation and preview crops: the network
+        input, its level, and the clean reference where one exists (None: real noisy data)."""
+        cfg, dev, imgs = self.config, self.device, self.images
+        preview_size = max(cfg.crop, min(192, min(min(t.shape[1:]) for t in imgs.val)))
+        preview_size -= preview_size % (downsampling_factor(self.spec) * self.objective.crop_multiple)
+        g = torch.Generator().manual_seed(12345)   # fixed validation noise
+        if not self.objective.self_supervised:
+            self.train_source, self.levels = imgs.train, None
+            clean = validation_crops(imgs.val, cfg.crop).to(dev)
+            pclean = validation_crops(imgs.val, preview_size, count=1).to(dev)
+            level = self.noise.level_for_sigma(VAL_SIGMA)
+            val_eps = torch.randn(clean.shape, generator=g).to(dev)
+            preview_eps = torch.randn(pclean.shape, generator=g).to(dev)
+            self.val_level = torch.full((len(clean),), level, device=dev)
+            self.val_x = self.noise.corrupt(clean, self.val_level, val_eps)[0]
+            self.preview_x = self.noise.corrupt(pclean, self.val_level[:1], preview_eps)[0]
+            self.val_source, self.val_clean, self.preview_clean = clean, clean, pclean
+            return
+        if cfg.adds_noise():   # corrupted once, seeded per image: the network never sees a clean image
+            train, train_levels = self._corrupt_once(imgs.train, 0)
+            val, val_levels = self._corrupt_once(imgs.val, len(imgs.train))
+            self.val_clean = validation_crops(imgs.val, cfg.crop).to(dev)
+            self.preview_clean = validation_crops(imgs.val, preview_size, count=1).to(dev)
+        else:
+            train_sigmas, val_sigmas = imgs.sigmas("train"), imgs.sigmas("val")
+            self.notes = check_observations(cfg.data, train_sigmas, cfg.objective, len(imgs.train))
+            train, val = imgs.train, imgs.val
+            train_levels = [self.noise.level_for_sigma(s) for s in train_sigmas]
+            val_levels = [self.noise.level_for_sigma(s) for s in val_sigmas]
+            self.val_clean = self.preview_clean = None
+        self.train_source, self.levels = train, torch.tensor(train_levels, dtype=torch.float32)
+        self.val_source = validation_crops(val, cfg.crop).to(dev)
+        per_image = len(self.val_source) // len(val) if len(self.val_source) >= len(val) else 1
+        self.val_level = torch.tensor([val_levels[min(i // per_image, len(val) - 1)]
+                                       for i in range(len(self.val_source))], device=dev)
+        self.val_x = self.noise.prepare(self.val_source, self.val_level)
+        self.preview_x = self.noise.prepare(validation_crops(val, preview_size, count=1).to(dev), self.val_level[:1])
+
+    def _corrupt_once(self, images: list[torch.Tensor], first: int) -> tuple[list[torch.Tensor], list[float]]:
+        """Each image with its own noise, seeded by (seed, its number): the noisy observations."""
+        out, levels = [], []
+        for i, img in enumerate(images):
+            g = step_generator(self.config.seed, first + i, rank=1)
+            level = self.noise.sample_levels(1, g)
+            clean = img.float()[None] / 255.0 if img.dtype == torch.uint8 else img[None]
+            x, _ = self.noise.corrupt(clean, level, torch.randn(clean.shape, generator=g))
+            out.append(self.noise.display_noisy(x, level)[0])
+            levels.append(float(level[0]))
+        return out, levels
 
     def _init_distributed(self) -> None:
         import torch.distributed as dist
@@ -197,20 +254,29 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
     def _batch(self, step: int):
+        """(the objective's pairs, their levels) for this step: a pure function of (seed, step)."""
         cfg = self.config
         gen = step_generator(cfg.seed, step)
-        clean = sample_batch(self.images.train, cfg.batch_size, cfg.crop, gen)
-        level = self.noise.sample_levels(cfg.batch_size, gen)
-        eps = torch.randn(clean.shape, generator=gen)
+        images, index = sample_crops(self.train_source, cfg.batch_size, cfg.crop, gen)
+        level = self.noise.sample_levels(cfg.batch_size, gen) if self.levels is None else self.levels[index]
+        eps = torch.randn(images.shape, generator=gen)
         if self.world > 1:
             per = cfg.batch_size // self.world
             part = slice(self.rank * per, (self.rank + 1) * per)
-            clean, level, eps = clean[part], level[part], eps[part]
-        clean, level, eps = clean.to(self.device), level.to(self.device), eps.to(self.device)
-        x, target = self.noise.corrupt(clean, level, eps)
+            images, level, eps = images[part], level[part], eps[part]
+        images, level, eps = images.to(self.device), level.to(self.device), eps.to(self.device)
+        pairs = self.objective.pairs(images, self.noise, level, eps, gen)
         if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, target, level
+            pairs.x = pairs.x.contiguous(memory_format=torch.channels_last)
+        return pairs, level
+
+    @torch.no_grad()
+    def _reconstruct(self, level):
+        """Noisy images → the network's estimate (the ne2ne regulariser's full-resolution pass)."""
+        def run(y):
+            with self._autocast():
+                return self.noise.reconstruct(y, self.forward(y, self._condition(level)).float(), level)
+        return run
 
     def _grad_norms(self) -> list[float]:
         out = []
@@ -220,39 +286,55 @@ class Trainer:
         return out
 
     @torch.no_grad()
-    def _predict(self, clean, eps, level):
-        x, _ = self.noise.corrupt(clean, level, eps)
+    def _predict(self, x, level):
         with self._autocast():
             pred = self.model(x, self._condition(level)).float()
-        return x, pred, self.noise.reconstruct(x, pred, level)
+        return pred, self.noise.reconstruct(x, pred, level)
 
+    @torch.no_grad()
     def evaluate(self) -> EvalEvent:
+        """The objective's own loss on fixed validation pairs, and PSNR against the clean crops. Without
+        clean images (real noisy data) the PSNR reported is the loss's, −10·log10(loss), and the
+        noisy input's is that of the loss of the input itself: both rank checkpoints as the loss does."""
         self.model.eval()
         psnrs, losses, noisy = [], [], []
-        for i in range(0, len(self.val), 16):
-            clean, eps, level = self.val[i:i + 16], self.val_eps[i:i + 16], self.val_level[i:i + 16]
-            x, pred, rec = self._predict(clean, eps, level)
-            _, target = self.noise.corrupt(clean, level, eps)
-            losses.append(F.mse_loss(pred, target, reduction="none").flatten(1).mean(1))
-            psnrs.append(psnr_batch(rec, clean))
-            noisy.append(psnr_batch(self.noise.display_noisy(x, level), clean))
+        g = torch.Generator().manual_seed(12345)   # the same masks and sub-images at every evaluation
+        for i in range(0, len(self.val_x), 16):
+            x, level = self.val_x[i:i + 16], self.val_level[i:i + 16]
+            pairs = self.objective.pairs(self.val_source[i:i + 16], self.noise, level, torch.randn(x.shape,
+                                         generator=g).to(self.device), g)
+            pred, _ = self._predict(pairs.x, level)
+            losses.append(self.objective.loss(pairs, pred, self.noise, level, self._reconstruct(level)))
+            if self.val_clean is not None:
+                _, rec = self._predict(x, level)
+                psnrs.append(psnr_batch(rec, self.val_clean[i:i + 16]))
+                noisy.append(psnr_batch(self.noise.display_noisy(x, level), self.val_clean[i:i + 16]))
+            else:
+                as_is = self.objective.loss(pairs, torch.zeros_like(pred), self.noise, level, lambda y: y)
+                psnrs.append(-10 * torch.log10(losses[-1].clamp(min=1e-12)))
+                noisy.append(-10 * torch.log10(as_is.clamp(min=1e-12)))
         self.model.train()
         return EvalEvent(**self._now(), psnr=float(torch.cat(psnrs).mean()), loss=float(torch.cat(losses).mean()),
                          noisy_psnr=float(torch.cat(noisy).mean()))
 
     def preview(self) -> PreviewEvent:
         self.model.eval()
-        level = self.val_level[:1]
-        x, pred, rec = self._predict(self.preview_clean, self.preview_eps, level)
+        level, x = self.val_level[:1], self.preview_x
+        pred, rec = self._predict(x, level)
         self.model.train()
         hwc = lambda t: t[0].float().permute(1, 2, 0).cpu().numpy()  # noqa: E731
         noisy = self.noise.display_noisy(x, level)
-        predicted, true = self.noise.added_noise(pred, level), noisy - self.preview_clean
+        # Real noisy data has no clean reference: the pane shows the noisy image in its place.
+        clean = self.preview_clean if self.preview_clean is not None else noisy
+        predicted, true = self.noise.added_noise(pred, level), noisy - clean
         images = {"noisy": hwc(noisy), "noise": hwc(predicted), "reconstruction": hwc(rec.clamp(0, 1)),
-                  "clean": hwc(self.preview_clean), "true_noise": hwc(true)}
-        psnr = float(psnr_batch(rec, self.preview_clean)[0])
-        stats = {"noise_std": 255 * float(predicted.float().std()), "true_noise_std": 255 * float(true.float().std()),
-                 "psnr": psnr, "noisy_psnr": float(psnr_batch(noisy, self.preview_clean)[0])}
+                  "clean": hwc(clean), "true_noise": hwc(true)}
+        stats = {"noise_std": 255 * float(predicted.float().std())}
+        psnr = 0.0
+        if self.preview_clean is not None:   # else no true noise, no PSNR: the pane shows only what is known
+            psnr = float(psnr_batch(rec, clean)[0])
+            stats.update(true_noise_std=255 * float(true.float().std()), psnr=psnr,
+                         noisy_psnr=float(psnr_batch(noisy, clean)[0]))
         return PreviewEvent(**self._now(), psnr=psnr, images=images,
                             stats={k: v if math.isfinite(v) else None for k, v in stats.items()})
 
@@ -342,10 +424,10 @@ class Trainer:
                 lr = lr_at(cfg, self.step, progress)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                x, target, level = self._batch(self.step)
+                pairs, level = self._batch(self.step)
                 with self._autocast():
-                    pred = self.forward(x, self._condition(level))
-                loss = F.mse_loss(pred.float(), target)
+                    pred = self.forward(pairs.x, self._condition(level))
+                loss = self.objective.loss(pairs, pred.float(), self.noise, level, self._reconstruct(level)).mean()
                 value = self._global_mean(loss.detach())
                 if not math.isfinite(value):
                     return self._fail(f"the loss became {value} at step {self.step + 1}; training stopped. "

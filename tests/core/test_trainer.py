@@ -69,8 +69,10 @@ def test_nan_loss_stops_with_a_failed_event_and_keeps_the_last_good_checkpoint(t
     original = Trainer._batch
 
     def poisoned(self, step):
-        x, target, level = original(self, step)
-        return (x * float("nan"), target, level) if step >= 12 else (x, target, level)
+        pairs, level = original(self, step)
+        if step >= 12:
+            pairs.x = pairs.x * float("nan")
+        return pairs, level
 
     monkeypatch.setattr(Trainer, "_batch", poisoned)
     result, events, run = train(tmp_path, images, steps=30)
