@@ -19,8 +19,11 @@ def machine() -> dict:
     import torch
 
     from denoise_studio.core.devices import cpu_name
+    from denoise_studio.core.precision import auto_amp, cpu_flags, cpu_native_bf16, describe
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu_name(), "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__,
+    simd = sorted(f for f in cpu_flags() if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"))
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "cpu_flags": simd, "bf16": cpu_native_bf16(),
+            "amp_auto": describe("cpu", auto_amp("cpu")), "gpu": gpu, "torch": torch.__version__,
             "python": platform.python_version(), "date": datetime.date.today().isoformat()}
 
 

@@ -16,6 +16,7 @@ from common import machine, median, save, table
 from denoise_studio.core.data import ImageSet
 from denoise_studio.core.network import build_network
 from denoise_studio.core.noise import GaussianNoise
+from denoise_studio.core.precision import auto_amp, cpu_native_bf16, describe
 from denoise_studio.core.presets import load_preset
 from denoise_studio.core.trainer import TrainConfig, Trainer
 
@@ -77,7 +78,9 @@ def main():
     images = ImageSet.load("builtin")
     variants = {
         "bare loop, fp32 eager": lambda: bare_loop(spec, args.batch, args.crop, args.steps),
-        "Trainer, default": lambda: trainer_rate(spec, images, args.batch, args.crop, args.steps),
+        f"Trainer, default (--amp auto: {describe('cpu', auto_amp('cpu'))})":
+            lambda: trainer_rate(spec, images, args.batch, args.crop, args.steps),
+        "Trainer, --amp off (fp32)": lambda: trainer_rate(spec, images, args.batch, args.crop, args.steps, amp="off"),
         "bare loop, channels_last": lambda: bare_loop(spec, args.batch, args.crop, args.steps, channels_last=True),
         "Trainer, channels_last": lambda: trainer_rate(spec, images, args.batch, args.crop, args.steps,
                                                        channels_last=True),
@@ -85,21 +88,22 @@ def main():
         "bare loop, compile + channels_last": lambda: bare_loop(spec, args.batch, args.crop, args.steps,
                                                                 channels_last=True, compile_=True),
     }
-    from denoise_studio.core.devices import cpu_has_bf16
-    if cpu_has_bf16():   # without AVX512-BF16/AMX, bf16 is emulated and ~25× slower: measured once below
+    if cpu_native_bf16():   # without AVX512-BF16/AMX, bf16 is emulated and ~25× slower: measured once below
         variants["bare loop, bf16 autocast"] = lambda: bare_loop(spec, args.batch, args.crop, args.steps, amp="bf16")
     samples = {k: [] for k in variants}
     for r in range(args.rounds):          # alternate, so drift hits every variant alike
         for name, fn in variants.items():
             samples[name].append(fn())
         print(f"round {r + 1}/{args.rounds} done", flush=True)
-    if not cpu_has_bf16():
+    if not cpu_native_bf16():
         samples["bare loop, bf16 autocast (no bf16 in this CPU; 1 round, 3 steps)"] = [
             bare_loop(spec, args.batch, args.crop, 3, amp="bf16")]
     base = median(samples["bare loop, fp32 eager"])
-    rows = [{"variant": k, "img/s (median)": f"{median(v):.1f}", "vs bare fp32": f"{median(v) / base:.2f}×"}
-            for k, v in samples.items()]
-    print(table(rows, ["variant", "img/s (median)", "vs bare fp32"]))
+    off = median(samples["Trainer, --amp off (fp32)"])
+    rows = [{"variant": k, "img/s (median)": f"{median(v):.1f}", "vs bare fp32": f"{median(v) / base:.2f}×",
+             "vs Trainer --amp off": f"{median(v) / off:.2f}×"} for k, v in samples.items()]
+    print(table(rows, ["variant", "img/s (median)", "vs bare fp32", "vs Trainer --amp off"]))
+    print(f"CPU flags for bf16: {cpu_native_bf16() or 'none'}")
     print(machine())
     save("training_speed", {"preset": args.preset, "batch": args.batch, "crop": args.crop, "rounds": args.rounds,
                             "samples": samples, "rows": rows})

@@ -84,13 +84,3 @@ def resolve_device(name: str = "auto") -> torch.device:
     elif dev.type != "cpu":
         raise DeviceError(f"unsupported device {shown}; use auto, cpu, cuda, cuda:N or mps.")
     return dev
-
-
-def cpu_has_bf16() -> bool:
-    """AVX512-BF16 or AMX: bf16 autocast is fast on this CPU."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "")
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    except OSError:
-        return False
