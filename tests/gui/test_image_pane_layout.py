@@ -3,6 +3,7 @@ the user moves them, a network before any training, and what a mode switch must 
 import numpy as np
 import pytest
 from PIL import Image
+from PySide6.QtCore import Qt
 
 from denoise_studio.core import checkpoint, presets
 from tests.gui.test_image_pane import drop_files, trained_run, wait_done  # noqa: F401  (fixture)
@@ -146,3 +147,30 @@ def test_x8_shows_progress_and_cancel_keeps_the_plain_result(window, pretrained,
     settle(qtbot, pane)
     assert seen and seen[-1][0] == seen[-1][1] == 8 * (seen[-1][1] // 8) > 0
     assert not np.array_equal(pane.images["reconstruction"], plain)
+
+
+@pytest.mark.parametrize("size, least", [((1280, 800), 150), ((1500, 950), 200)])
+def test_the_docks_leave_the_pictures_large_at_first_launch(window, pretrained, qtbot, tmp_path, size, least):
+    """Issue 15: the training dock and the builder take a share of the window, not a fixed size, so
+    the three pictures stay large on a laptop screen as on a desktop one."""
+    window.resize(*size)
+    qtbot.wait(100)
+    assert window.training_dock.height() <= 0.36 * size[1]
+    assert window.builder_dock.width() <= 0.36 * size[0]
+    drop_files(window, [landscape(tmp_path)])
+    settle(qtbot, window.image_pane)
+    for n in MAIN:
+        pw, ph, vw, vh = drawn(window.image_pane, n)
+        assert ph >= least, (n, ph, size)
+        assert max(pw, ph) >= 0.6 * min(vw, vh), (n, pw, ph, vw, vh)
+
+
+def test_a_dock_the_user_sized_stays_as_they_left_it(window, qtbot):
+    window.resize(1500, 950)
+    qtbot.wait(100)
+    window.resizeDocks([window.training_dock], [420], Qt.Orientation.Vertical)   # as a drag of its edge
+    qtbot.wait(50)
+    h = window.training_dock.height()
+    window.resize(1400, 900)
+    qtbot.wait(100)
+    assert window.training_dock.height() == h
