@@ -7,7 +7,9 @@ import sys
 from denoise_studio import args as types
 from denoise_studio.args import EXIT_INVALID, positive_int
 from denoise_studio.core.errors import DenoiseError
+from denoise_studio.train_commands import add_noise_options
 
+EVAL_NOISES = ("gaussian", "poisson-gaussian", "correlated")   # the image noise models (not ddpm's timesteps)
 ENSEMBLE_HELP = "average the network over the 8 flips and quarter turns of each image (8× slower, a little cleaner)"
 
 
@@ -31,7 +33,10 @@ def add_commands(sub) -> None:
     s = sub.add_parser("eval", help="PSNR/SSIM of a network and classical denoisers on a folder")
     s.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     s.add_argument("--data", required=True, help="folder of clean images")
-    s.add_argument("--sigma", type=types.sigma, required=True, help="σ of the added noise (0 < σ ≤ 255)")
+    s.add_argument("--noise", choices=EVAL_NOISES, default="gaussian",
+                   help="the noise added to each image, seeded (default gaussian)")
+    s.add_argument("--sigma", type=types.sigma, help="σ of the added gaussian or correlated noise (0 < σ ≤ 255)")
+    add_noise_options(s)
     s.add_argument("--json", action="store_true")
     s.add_argument("--limit", type=positive_int, help="use only the first N images")
     s.add_argument("--device", default="auto")
@@ -129,9 +134,10 @@ def cmd_eval(args) -> int:
     from denoise_studio.core.baselines import BASELINES, run_baseline
     from denoise_studio.core.data import scan_images
     from denoise_studio.core.images import check_channels, load_image, to_channels
-    from denoise_studio.core.inference import add_noise, denoise, denoise_bytes, load_model
+    from denoise_studio.core.inference import add_process_noise, denoise, denoise_bytes, load_model
     from denoise_studio.core.metrics import psnr, ssim
 
+    noise = _eval_noise(args)
     lm = load_model(args.run, args.device)
     check_channels(lm.spec.in_channels)
     paths, skipped = scan_images(args.data)
@@ -150,8 +156,11 @@ def cmd_eval(args) -> int:
     for i, p in enumerate(paths):
         try:
             clean = to_channels(load_image(p, plan_bytes).pixels, c)
-            noisy = add_noise(clean, args.sigma, seed=i)
-            outs = {"noisy": noisy, "network": denoise(lm, noisy, args.sigma, ensemble=args.ensemble).reconstruction}
+            noisy = add_process_noise(noise, clean, seed=i)
+            # Signal-dependent noise has no one σ: the network and the baselines are given the RMS of
+            # the noise actually added (known here, an advantage the baselines would not have on real data).
+            sigma = args.sigma if args.sigma is not None else 255 * float(np.sqrt(np.mean((noisy - clean) ** 2)))
+            outs = {"noisy": noisy, "network": denoise(lm, noisy, sigma, ensemble=args.ensemble).reconstruction}
         except DenoiseError as e:
             skipped.append(" ".join(str(e).splitlines()))
             continue
@@ -159,7 +168,7 @@ def cmd_eval(args) -> int:
             print("\n".join(f"skipped: {m}" for m in skipped), file=sys.stderr)
             skipped = []
         for b in BASELINES:
-            outs[b] = run_baseline(b, noisy, args.sigma)
+            outs[b] = run_baseline(b, noisy, sigma)
         for m, est in outs.items():
             scores[m].append((psnr(est, clean), ssim(hwc(est), hwc(clean))))
     if not scores["noisy"]:
@@ -170,13 +179,39 @@ def cmd_eval(args) -> int:
     summary = {m: {"psnr": float(np.mean([s[0] for s in v])), "ssim": _mean_defined([s[1] for s in v])}
                for m, v in scores.items() if v}
     if args.json:
-        print(json.dumps({"sigma": args.sigma, "images": len(scores["noisy"]), "results": summary}, indent=2))
+        print(json.dumps({"sigma": args.sigma, "noise": noise.to_dict(), "images": len(scores["noisy"]),
+                          "results": summary}, indent=2))
     else:
-        print(f"{len(scores['noisy'])} images from {args.data}, σ = {args.sigma:g}")
+        print(f"{len(scores['noisy'])} images from {args.data}, {_noise_text(noise.to_dict())}")
         print(f"{'method':<10} {'PSNR dB':>8} {'SSIM':>7}")
         for m, r in summary.items():
             print(f"{m:<10} {r['psnr']:>8.2f} {_ssim_text(r['ssim'], 4):>7}")
     return 0
+
+
+def _eval_noise(args):
+    """The noise process eval adds, from its options; a missing or misplaced option is one line."""
+    from denoise_studio.core.noise import make_noise
+    if args.noise == "poisson-gaussian":
+        if args.sigma is not None or args.blur is not None:
+            raise DenoiseError("poisson-gaussian noise is set by --gain and --read, not --sigma or --blur; "
+                               "drop them.")
+        return make_noise({"noise": args.noise, "gain": args.gain or 4.0,
+                           "read": 10.0 if args.read is None else args.read})
+    if args.sigma is None:
+        raise DenoiseError(f"{args.noise} noise needs --sigma, its σ on the 0–255 scale (e.g. --sigma 25).")
+    if args.gain is not None or args.read is not None or (args.blur is not None and args.noise == "gaussian"):
+        raise DenoiseError(f"--gain, --read and --blur belong to other noise models than {args.noise}; drop them "
+                           "or choose that --noise.")
+    extra = {"blur": args.blur or 1.0} if args.noise == "correlated" else {}
+    return make_noise({"noise": args.noise, "sigma": [args.sigma, args.sigma], **extra})
+
+
+def _noise_text(d: dict) -> str:
+    if d["noise"] == "poisson-gaussian":
+        return f"poisson-gaussian noise, gain {d['gain']:g}, read noise {d['read']:g}"
+    blur = f", blur {d['blur']:g} px" if "blur" in d else ""
+    return f"{d['noise']} noise, σ = {d['sigma'][0]:g}{blur}"
 
 
 def _ssim_text(value, digits: int = 3) -> str:

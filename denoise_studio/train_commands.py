@@ -29,6 +29,45 @@ def seconds(text: str) -> float:
     return v
 
 
+class ObjectiveChoices:
+    """The registered objectives as argparse choices, looked up only when a value is checked or --help
+    is shown (building the parser must not import torch)."""
+
+    def _names(self) -> tuple:
+        from denoise_studio.core.objectives import OBJECTIVES
+        return tuple(OBJECTIVES)
+
+    def __contains__(self, value) -> bool:
+        return value in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+def _number(low: float, zero_ok: bool):
+    """A finite number above `low` (or equal to it when zero_ok) and at most 255, the 0–255 scale."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+        if not ((v >= low if zero_ok else v > low) and v <= 255):   # also refuses nan and inf
+            bounds = f"from {low:g} to 255" if zero_ok else f"above {low:g} and at most 255"
+            raise argparse.ArgumentTypeError(f"{text[:40]} is out of range: give a number {bounds}")
+        return v
+    return parse
+
+
+def add_noise_options(s) -> None:
+    """The parameters of the noise models beside gaussian (train and eval)."""
+    s.add_argument("--gain", type=_number(0, False), metavar="A",
+                   help="poisson-gaussian: x = A·Poisson(x₀/A) + N(0, B²) on the 0–255 scale (default 4)")
+    s.add_argument("--read", type=_number(0, True), metavar="B",
+                   help="poisson-gaussian: read noise std B on 0–255 (default 10)")
+    s.add_argument("--blur", type=_number(0, False), metavar="PX",
+                   help="correlated: std in pixels of the Gaussian kernel that correlates the noise (default 1)")
+
+
 def add_commands(sub) -> None:
     s = sub.add_parser("train", help="train a network (runs unchanged under torchrun)",
                        epilog="Ctrl+C or SIGTERM finishes the current step, saves the last checkpoint and "
@@ -51,8 +90,16 @@ def add_commands(sub) -> None:
     s.add_argument("--seed", type=int)
     s.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="stop cleanly after this wall-clock budget; the LR schedule follows it")
-    s.add_argument("--noise", choices=NoiseChoices(), help="noise process to train on (default gaussian)")
-    s.add_argument("--sigma", type=sigma_range, metavar="LO-HI", help="gaussian σ range on 0–255 (default 5-50)")
+    s.add_argument("--objective", choices=ObjectiveChoices(),
+                   help="supervised (default: clean images, noise added), n2v (Noise2Void blind-spot masking) or "
+                        "ne2ne (Neighbor2Neighbor sub-sampled pairs): n2v and ne2ne learn from a folder of noisy "
+                        "images alone, with no clean image")
+    s.add_argument("--noise", choices=NoiseChoices(),
+                   help="noise process to train on (default gaussian); with n2v/ne2ne it corrupts each image once "
+                        "(seeded), for experiments on clean images")
+    s.add_argument("--sigma", type=sigma_range, metavar="LO-HI",
+                   help="gaussian/correlated σ range on 0–255 (default 5-50)")
+    add_noise_options(s)
     s.add_argument("--schedule", choices=("linear", "cosine"), help="ddpm schedule")
     s.add_argument("--timesteps", type=positive_int, help="ddpm T (default 1000)")
     s.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), help="mixed precision (auto: bf16 on CUDA)")
@@ -78,11 +125,20 @@ def add_commands(sub) -> None:
 
 # ---------------------------------------------------------------- train
 
+def _scored_by(cfg) -> str:
+    """What a run's validation PSNR measures (the printer's words): "σ=25" for supervised runs,
+    the data's own noise for self-supervised ones, or, with no clean image, the objective's loss."""
+    if cfg.objective == "supervised":
+        return "at σ=25"
+    return f"on the data's {cfg.noise} noise" if cfg.adds_noise() else "loss"
+
+
 class ProgressPrinter:
     """A progress bar on a terminal, plain lines otherwise (a log file, CI)."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, scored_by: str = "at σ=25"):
         self.stream = stream or sys.stdout
+        self.scored_by = scored_by
         self.tty = self.stream.isatty()
         self.total = 0
         self.t0 = time.time()
@@ -121,8 +177,13 @@ class ProgressPrinter:
                 self.stream.flush()
             elif ev.step % 10 == 0 or ev.step == 1:
                 self._line(text)
+        elif name == "eval" and self.scored_by == "loss":   # no clean image: the objective's loss is all there is
+            as_is = 10 ** (-ev.noisy_psnr / 10)
+            self._line(f"step {ev.step}: validation loss {ev.loss:.5f} (no clean images; the input as it is: "
+                       f"{as_is:.5f})")
         elif name == "eval":
-            self._line(f"step {ev.step}: validation PSNR {ev.psnr:.2f} dB at σ=25 (noisy input {ev.noisy_psnr:.2f} dB)")
+            self._line(f"step {ev.step}: validation PSNR {ev.psnr:.2f} dB {self.scored_by} "
+                       f"(noisy input {ev.noisy_psnr:.2f} dB)")
         elif name == "checkpoint" and not ev.best:
             self.last_checkpoint = ev.step
         elif name == "finished":
@@ -137,9 +198,10 @@ class ProgressPrinter:
         self.stream.flush()
 
 
-ARG_FIELDS = ("data", "steps", "batch_size", "crop", "lr", "warmup", "device", "seed", "time_limit", "noise",
-              "sigma", "schedule", "timesteps", "amp", "channels_last", "compile", "eval_every",
-              "checkpoint_every", "threads")
+ARG_FIELDS = ("data", "steps", "batch_size", "crop", "lr", "warmup", "device", "seed", "time_limit", "objective",
+              "noise", "sigma", "gain", "read", "blur", "schedule", "timesteps", "amp", "channels_last", "compile",
+              "eval_every", "checkpoint_every", "threads")
+NOISE_ARGS = ("noise", "sigma", "gain", "read", "blur")   # any of them asks n2v/ne2ne for synthetic noise
 
 
 def train_config_from_args(args, base: dict | None = None, source: str = "settings"):
@@ -151,6 +213,7 @@ def train_config_from_args(args, base: dict | None = None, source: str = "settin
         cfg = TrainConfig.from_dict(base, source=source, required=RESUME_REQUIRED)
         return TrainConfig.from_dict({**cfg.to_dict(), **given}, source="the command line")
     given = {**recipe(given.get("data", "builtin")), **given}   # the data's recipe, then what was typed
+    given["synthetic_noise"] = any(f in given for f in NOISE_ARGS)
     steps = given.get("steps", DEFAULT_STEPS)
     planned = {**(cadences(steps) if isinstance(steps, int) else {}), **given}
     if "eval_every" in given:
@@ -173,8 +236,9 @@ def _install_stop_signals(control) -> dict:
 def cmd_train(args) -> int:
     from denoise_studio.core.analysis import analyze
     from denoise_studio.core.checkpoint import load_checkpoint
-    from denoise_studio.core.data import ImageSet
+    from denoise_studio.core.data import ImageSet, check_observations
     from denoise_studio.core.devices import resolve_device
+    from denoise_studio.core.objectives import make_objective
     from denoise_studio.core.plan import new_run_dir, round_crop
     from denoise_studio.core.presets import load_spec
     from denoise_studio.core.runfolder import RunFolder
@@ -205,10 +269,12 @@ def cmd_train(args) -> int:
         spec = load_spec(args.spec)
         cfg = train_config_from_args(args)
         out = Path(args.out) if args.out else new_run_dir(spec.name)
-    rounded = round_crop(cfg.crop, spec)
+    multiple = make_objective(cfg.objective).crop_multiple
+    rounded = round_crop(cfg.crop, spec, multiple)
     if rounded != cfg.crop:
         if rank == 0:
-            print(f"crop {cfg.crop} rounded down to {rounded}, a multiple of the network's downsampling",
+            halves = f" (and of 2: {cfg.objective} halves it)" if multiple > 1 else ""
+            print(f"crop {cfg.crop} rounded down to {rounded}, a multiple of the network's downsampling{halves}",
                   file=sys.stderr)
         cfg.crop = rounded
     resolve_device(cfg.device)   # an unavailable device is a usage error, before any folder is made
@@ -219,6 +285,10 @@ def cmd_train(args) -> int:
     if problems:
         raise DenoiseError(problems[0])
     images = ImageSet.load(cfg.data, spec.in_channels)   # an unreadable data folder: refused here
+    if not cfg.adds_noise():   # the images are the noisy observations: a clean folder is refused here
+        notes = check_observations(cfg.data, images.sigmas("train"), cfg.objective, len(images.train))
+        for note in notes if rank == 0 else []:
+            print(f"note: {note}", file=sys.stderr)
     run = None
     if rank == 0:
         run = RunFolder.create(out, spec, {**cfg.to_dict(), "world_size": world,
@@ -228,7 +298,7 @@ def cmd_train(args) -> int:
         if not args.out:
             print(f"run folder: {out}", file=sys.stderr)
     control = Control()
-    printer = ProgressPrinter()
+    printer = ProgressPrinter(scored_by=_scored_by(cfg))
     old = _install_stop_signals(control)
     try:
         result = Trainer(spec, cfg, sinks=[printer] if rank == 0 else [], run=run, resume=args.resume,

@@ -26,7 +26,7 @@ from denoise_studio.core.images import to_channels
 from denoise_studio.core.limits import check_memory
 from denoise_studio.core.metrics import psnr
 from denoise_studio.core.network import build_network
-from denoise_studio.core.noise import NoiseProcess, make_noise
+from denoise_studio.core.noise import GaussianNoise, NoiseProcess, make_noise
 from denoise_studio.core.spec import ArchitectureSpec
 
 DEFAULT_TILE = 512
@@ -102,6 +102,18 @@ def add_noise(pixels: np.ndarray, sigma255: float, seed: int = 0) -> np.ndarray:
     noise *= np.float32(sigma255 / 255.0)
     noise += pixels
     return noise
+
+
+def add_process_noise(noise: NoiseProcess, pixels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Clean (C, H, W) pixels corrupted once by a noise process, seeded: the same image and seed always
+    get the same noise. Gaussian noise of one σ is add_noise's, so earlier results stay comparable."""
+    if isinstance(noise, GaussianNoise) and type(noise) is GaussianNoise and noise.sigma_min == noise.sigma_max:
+        return add_noise(pixels, noise.sigma_min, seed)
+    g = torch.Generator().manual_seed(seed)
+    level = noise.sample_levels(1, g)
+    clean = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))[None]
+    x, _ = noise.corrupt(clean, level, torch.randn(clean.shape, generator=g))
+    return noise.display_noisy(x, level)[0].numpy()
 
 
 def estimate_sigma255(chw: np.ndarray) -> float:
