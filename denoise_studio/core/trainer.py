@@ -310,11 +310,14 @@ class Trainer:
                 psnrs.append(psnr_batch(rec, self.val_clean[i:i + 16]))
                 noisy.append(psnr_batch(self.noise.display_noisy(x, level), self.val_clean[i:i + 16]))
             else:
-                as_is = self.objective.loss(pairs, torch.zeros_like(pred), self.noise, level, lambda y: y)
-                psnrs.append(-10 * torch.log10(losses[-1].clamp(min=1e-12)))
-                noisy.append(-10 * torch.log10(as_is.clamp(min=1e-12)))
+                noisy.append(self.objective.loss(pairs, torch.zeros_like(pred), self.noise, level, lambda y: y))
         self.model.train()
-        return EvalEvent(**self._now(), psnr=float(torch.cat(psnrs).mean()), loss=float(torch.cat(losses).mean()),
+        loss = float(torch.cat(losses).mean())
+        if self.val_clean is None:
+            as_is = float(torch.cat(noisy).mean())
+            return EvalEvent(**self._now(), psnr=-10 * math.log10(max(loss, 1e-12)), loss=loss,
+                             noisy_psnr=-10 * math.log10(max(as_is, 1e-12)))
+        return EvalEvent(**self._now(), psnr=float(torch.cat(psnrs).mean()), loss=loss,
                          noisy_psnr=float(torch.cat(noisy).mean()))
 
     def preview(self) -> PreviewEvent:
