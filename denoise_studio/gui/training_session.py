@@ -16,6 +16,8 @@ from __future__ import annotations
 import multiprocessing.process
 import queue
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
@@ -24,6 +26,21 @@ from denoise_studio.core.worker import spawn_context, start_ignoring_sigint, war
 
 POLL_MS = 50
 MAX_EVENTS_PER_POLL = 500
+
+
+@dataclass
+class Child:
+    """A training child process (core.worker.warm_child) and what the app holds of it: its one job
+    goes in `jobs`, `ready` is set once it has imported what training needs, its events come back on
+    `events`, and `stop`, `pause`, `detach` are flags it reads between steps. Keep every queue and
+    flag referenced while it runs: a child still starting up unpickles them by name."""
+    process: Any
+    jobs: Any
+    ready: Any
+    events: Any
+    stop: Any
+    pause: Any
+    detach: Any
 
 
 class TrainingSession(QObject):
@@ -42,9 +59,8 @@ class TrainingSession(QObject):
         self.last_checkpoint = None
         self._done = True
         self.keep_warm = False   # keep a spare child ready (prewarm), again after each run
-        self.spare = None        # a child launched ahead of time, waiting for a job (see _launch)
-        self.child = None        # the child running the current run: (process, jobs, ready, events, stop, pause,
-        #                          detach)
+        self.spare: Child | None = None   # a child launched ahead of time, waiting for a job (see _launch)
+        self.child: Child | None = None   # the child running the current run
         self.detach_flag = None
         self.timer = QTimer(self)
         self.timer.setInterval(POLL_MS)
@@ -58,15 +74,15 @@ class TrainingSession(QObject):
     def paused(self) -> bool:
         return self.pause_flag is not None and self.pause_flag.is_set()
 
-    def _launch(self) -> tuple:
+    def _launch(self) -> Child:
         """A training child (core.worker.warm_child): it imports what training needs, then waits for
-        its one job. (process, jobs, ready, events, stop, pause)."""
+        its one job."""
         jobs, ready, events = self.ctx.Queue(), self.ctx.Event(), self.ctx.Queue()
         stop, pause, detach = self.ctx.Event(), self.ctx.Event(), self.ctx.Event()
         process = self.ctx.Process(target=warm_child, name="denoise-studio-training", daemon=True,
                                    args=(jobs, ready, events, stop, pause, detach))
         start_ignoring_sigint(process)   # Ctrl+C in the terminal is the app's to handle
-        return process, jobs, ready, events, stop, pause, detach
+        return Child(process, jobs, ready, events, stop, pause, detach)
 
     def prewarm(self) -> None:
         """Launch a spare child now (if there is none), and again after every run."""
@@ -76,11 +92,11 @@ class TrainingSession(QObject):
 
     @property
     def spare_ready(self) -> bool:
-        return self.spare is not None and self.spare[2].is_set() and self.spare[0].is_alive()
+        return self.spare is not None and self.spare.ready.is_set() and self.spare.process.is_alive()
 
     def discard_spare(self) -> None:
         if self.spare is not None:
-            process, jobs = self.spare[:2]
+            process, jobs = self.spare.process, self.spare.jobs
             self.spare = None
             jobs.put(None)
             process.join(1)
@@ -93,14 +109,14 @@ class TrainingSession(QObject):
         self.run_dir = run_dir
         self.last_step, self.last_checkpoint = 0, None
         spare, self.spare = self.spare, None
-        if spare is not None and not spare[0].is_alive():
-            spare[0].join(0)   # it died while idle: reap it, launch another
+        if spare is not None and not spare.process.is_alive():
+            spare.process.join(0)   # it died while idle: reap it, launch another
             spare = None
-        # The spare (warm, or still warming: either way ahead) or a new child. Keep every queue and
-        # flag referenced while it runs: a child still starting up unpickles them by name.
-        self.child = spare or self._launch()
-        self.process, jobs, _, self.queue, self.stop_flag, self.pause_flag, self.detach_flag = self.child
-        jobs.put((spec, config, run_dir, resume))
+        # The spare (warm, or still warming: either way ahead) or a new child.
+        child = self.child = spare or self._launch()
+        self.process, self.queue = child.process, child.events
+        self.stop_flag, self.pause_flag, self.detach_flag = child.stop, child.pause, child.detach
+        child.jobs.put((spec, config, run_dir, resume))
         self._done = False
         self.timer.start()
 

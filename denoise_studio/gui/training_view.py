@@ -399,16 +399,18 @@ class TrainingView(QWidget):
         for key, value in new.items():
             self._set_setting(key, value)
         self._data_recipe = new
+        if new and not self.running:   # the status line is the run's while one trains
+            changed = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in new.items())
+            self.status.setText(f"Settings for {data}: {changed}."
+                                + (" Then sample from it in the Sample tab." if new.get("noise") == "ddpm" else ""))
         preset = RECOMMENDED_PRESET.get(data)
         if preset and self.doc.spec.name != preset:
-            changed = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in new.items())
-            self.message.setText(f"Settings for {data}: {changed}. It trains best with the {preset} preset.")
             self.preset_button.setText(f"Load {preset}")
-            self.preset_button.setToolTip(f"Load the {preset} preset into the model builder")
+            self.preset_button.setToolTip(f"Load the {preset} preset, the network recommended for {data}, into "
+                                          "the model builder")
             self.preset_button.setProperty("preset", preset)
             self.preset_button.show()
         else:
-            self.message.setText("")
             self.preset_button.hide()
 
     def _set_setting(self, key: str, value) -> None:
@@ -429,7 +431,6 @@ class TrainingView(QWidget):
             self.preset_requested.emit(str(preset))
             if self.doc.spec.name == preset:
                 self.preset_button.hide()
-                self.message.setText("")
 
     def set_data(self, data: str) -> None:
         """Choose a data source by its config name: builtin, shapes, or a folder."""

@@ -94,7 +94,8 @@ def test_shapes_data_applies_its_recipe_and_offers_its_preset(window, qtbot):
         assert getattr(cfg, key) == pytest.approx(want[key]) if key == "lr" else getattr(cfg, key) == want[key], key
     assert tv.ddpm_row.isVisibleTo(tv) and tv.ddpm_row.isEnabled() and not tv.sigma_row.isVisibleTo(tv)
     preset = plan.RECOMMENDED_PRESET["shapes"]
-    assert tv.preset_button.isVisibleTo(tv) and preset in tv.preset_button.text() and preset in tv.message.text()
+    assert tv.preset_button.isVisibleTo(tv) and preset in tv.preset_button.text()
+    assert "crop 32" in tv.status.text() and "Sample tab" in tv.status.text()
     window.ask_before_close = False   # no "save changes?" question
     tv.preset_button.click()
     assert window.doc.spec.name == preset and not tv.preset_button.isVisibleTo(tv)

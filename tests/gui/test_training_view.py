@@ -92,7 +92,7 @@ def test_a_warm_spare_child_runs_the_next_start_and_is_replaced(view, qtbot):
     session = view.session
     session.prewarm()
     qtbot.waitUntil(lambda: session.spare_ready, timeout=CHILD_TIMEOUT_MS)
-    spare = session.spare[0]
+    spare = session.spare.process
     view.steps.setValue(5)
     ended = []
     session.ended.connect(ended.append)
@@ -100,14 +100,14 @@ def test_a_warm_spare_child_runs_the_next_start_and_is_replaced(view, qtbot):
     assert session.process is spare and session.spare is None      # the run went to the warm child
     qtbot.waitUntil(lambda: bool(ended), timeout=CHILD_TIMEOUT_MS)
     assert ended[0].name == "finished" and steps_seen(view) == 5
-    assert session.spare is not None and session.spare[0].pid != spare.pid   # a fresh spare for the next run
-    os.kill(session.spare[0].pid, signal.SIGKILL)                      # a spare that died while idle …
-    qtbot.waitUntil(lambda: not session.spare[0].is_alive(), timeout=10_000)
+    assert session.spare is not None and session.spare.process.pid != spare.pid   # a fresh spare for the next run
+    os.kill(session.spare.process.pid, signal.SIGKILL)                      # a spare that died while idle …
+    qtbot.waitUntil(lambda: not session.spare.process.is_alive(), timeout=10_000)
     ended.clear()
     assert view.start()                                                # … is replaced by a cold start
     qtbot.waitUntil(lambda: bool(ended), timeout=CHILD_TIMEOUT_MS)
     assert ended[0].name == "finished"
-    last_spare = session.spare[0]
+    last_spare = session.spare.process
     view.shutdown()
     assert session.spare is None and not last_spare.is_alive()
 
@@ -115,7 +115,7 @@ def test_a_warm_spare_child_runs_the_next_start_and_is_replaced(view, qtbot):
 def test_start_right_after_prewarm_goes_to_the_child_still_warming_up(view, qtbot):
     session = view.session
     session.prewarm()
-    spare = session.spare[0]
+    spare = session.spare.process
     view.steps.setValue(3)
     ended = []
     session.ended.connect(ended.append)
