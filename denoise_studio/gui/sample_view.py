@@ -94,14 +94,15 @@ class SampleView(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         bar = QHBoxLayout()
         self.sampler = QComboBox()
-        self.sampler.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.sampler.setMinimumContentsLength(9)
         self.sampler.setToolTip("Sampler: DDIM takes a few large deterministic steps; DDPM takes every one of the "
                                 "network's T steps, adding fresh noise at each")
         self.sampler.setObjectName("SamplerChoice")
-        self.sampler.addItem("DDIM (deterministic, few steps)", "ddim")
-        self.sampler.addItem("DDPM (ancestral, every step)", "ddpm")
-        self.sampler.view().setMinimumWidth(self.sampler.view().sizeHintForColumn(0) + 24)
+        self.sampler.addItem("DDIM (fast)", "ddim")
+        self.sampler.setItemData(0, "DDIM: a few large deterministic steps (η 0); any number of steps up to T",
+                                 Qt.ItemDataRole.ToolTipRole)
+        self.sampler.addItem("DDPM (every step)", "ddpm")
+        self.sampler.setItemData(1, "DDPM ancestral sampling: all T steps, fresh noise at each",
+                                 Qt.ItemDataRole.ToolTipRole)
         self.sampler.currentIndexChanged.connect(self._sampler_changed)
         bar.addWidget(self.sampler)
         self.steps = self._spin(bar, "Steps", 50, 1, 100_000, "SampleSteps")
