@@ -189,20 +189,24 @@ def cmd_eval(args) -> int:
     return 0
 
 
+EVAL_HINT = " (see denoise-studio eval --help)"
+
+
 def _eval_noise(args):
-    """The noise process eval adds, from its options; a missing or misplaced option is one line."""
+    """The noise process eval adds, from its options; a missing or misplaced option is one line, a usage
+    error like argparse's."""
     from denoise_studio.core.noise import make_noise
     if args.noise == "poisson-gaussian":
         if args.sigma is not None or args.blur is not None:
             raise DenoiseError("poisson-gaussian noise is set by --gain and --read, not --sigma or --blur; "
-                               "drop them.")
+                               "drop them" + EVAL_HINT)
         return make_noise({"noise": args.noise, "gain": args.gain or 4.0,
                            "read": 10.0 if args.read is None else args.read})
     if args.sigma is None:
-        raise DenoiseError(f"{args.noise} noise needs --sigma, its σ on the 0–255 scale (e.g. --sigma 25).")
+        raise DenoiseError(f"{args.noise} noise needs --sigma, its σ on the 0–255 scale (e.g. --sigma 25)" + EVAL_HINT)
     if args.gain is not None or args.read is not None or (args.blur is not None and args.noise == "gaussian"):
         raise DenoiseError(f"--gain, --read and --blur belong to other noise models than {args.noise}; drop them "
-                           "or choose that --noise.")
+                           "or choose that --noise" + EVAL_HINT)
     extra = {"blur": args.blur or 1.0} if args.noise == "correlated" else {}
     return make_noise({"noise": args.noise, "sigma": [args.sigma, args.sigma], **extra})
 
