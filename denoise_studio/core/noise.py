@@ -6,6 +6,9 @@ metrics and the GUI's panes all agree:
 - `gaussian`: x = x₀ + σ·ε with σ drawn from a range given on the 0–255 scale. The
   network predicts the noise that was added, n = σ·ε, in image units, so the training
   loss is exactly the reconstruction's MSE (PSNR = −10·log10(loss)).
+- `poisson-gaussian`: signal-dependent, x = a·Poisson(x₀/a) + N(0, b²) on the 0–255 scale
+  (photon-limited cameras and microscopes); the network predicts the noise added.
+- `correlated`: gaussian noise blurred by a small Gaussian kernel, rescaled to σ per pixel.
 - `ddpm`: x_t = √ᾱ_t·(2x₀−1) + √(1−ᾱ_t)·ε with t uniform in [0, T) and a linear or cosine
   schedule. The network predicts ε, as DDPM does.
 

@@ -171,3 +171,23 @@ class Neighbor2Neighbor:
                 gap = subsample(full, pairs.index[0]) - subsample(full, pairs.index[1])
             out = out + self.gamma * _per_sample((rec - pairs.target - gap) ** 2, None)
         return out
+
+
+def objective_problems(spec, objective: str, crop: int) -> list[str]:
+    """What an objective needs of a network, one sentence each (the builder's problems list, and
+    TrainConfig.problems): n2v predicts a pixel from its neighbours only, so the network must see
+    past the pixel; ne2ne trains on half-size sub-images, so the crop halves."""
+    from denoise_studio.core.analysis import analyze, downsampling_factor
+    obj = make_objective(objective)
+    if not obj.self_supervised:
+        return []
+    out = []
+    rf = analyze(spec, max(crop // obj.crop_multiple, downsampling_factor(spec))).receptive_field
+    if rf < 3:
+        out.append(f"{objective} predicts each pixel from its neighbours, but this network sees only "
+                   f"{rf:g}×{rf:g} pixel(s) (1×1 layers): give it at least one 3×3 convolution.")
+    if objective == "ne2ne" and crop // 2 < downsampling_factor(spec):
+        out.append(f"ne2ne trains on crop/2 = {crop // 2} pixel sub-images, smaller than the network's "
+                   f"downsampling factor {downsampling_factor(spec)}: use a crop of at least "
+                   f"{2 * downsampling_factor(spec)}.")
+    return out

@@ -120,6 +120,8 @@ class TrainConfig:
         if objective.self_supervised and self.noise == "correlated" and self.adds_noise():
             out.append(f"{self.objective} assumes noise independent from pixel to pixel: correlated noise would be "
                        "kept as signal; train correlated noise with --objective supervised.")
+        from denoise_studio.core.objectives import objective_problems
+        out += objective_problems(spec, self.objective, self.crop)
         factor = _factor(spec) * objective.crop_multiple
         if self.crop % factor:
             why = f"the network downsamples {int(math.log2(_factor(spec)))} times"

@@ -152,3 +152,12 @@ def test_correlated_noise_keeps_sigma_and_correlates_neighbours_as_its_kernel_sa
             assert rho == pytest.approx(math.exp(-1 / (4 * blur * blur)), abs=0.05)
     white = GAUSS.corrupt(torch.zeros_like(eps), level, eps)[1]
     assert abs(float((white[..., 1:] * white[..., :-1]).mean() / white.var())) < 0.02
+
+
+def test_a_network_that_sees_one_pixel_cannot_train_with_n2v_and_the_reason_is_one_sentence():
+    one_by_one = spec_from_dict({**TINY_SPEC, "blocks": [
+        {"type": "conv", "out_channels": 8, "kernel": 1, "norm": "none", "act": "relu"},
+        {"type": "conv", "out_channels": 3, "kernel": 1, "norm": "none", "act": "none"}]})
+    (problem,) = TrainConfig(objective="n2v").problems(one_by_one)
+    assert problem.startswith("n2v predicts each pixel from its neighbours, but this network sees only 1×1")
+    assert TrainConfig(objective="supervised").problems(one_by_one) == []
