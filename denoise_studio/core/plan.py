@@ -133,8 +133,8 @@ class TrainConfig:
 
 
 # Keys a resume needs from config.json: without them the run could not continue as it was.
-RESUME_REQUIRED = ("data", "steps", "batch_size", "crop", "lr", "seed", "objective", "noise", "sigma", "schedule",
-                   "timesteps")
+# (`objective` is not among them: runs made before objectives existed were all supervised, the default.)
+RESUME_REQUIRED = ("data", "steps", "batch_size", "crop", "lr", "seed", "noise", "sigma", "schedule", "timesteps")
 
 _CHOICES = {"optimizer": ("adam", "adamw"), "amp": ("auto", "off", "bf16", "fp16"),
             "noise": (), "objective": (), "schedule": ("linear", "cosine")}   # noise, objective: the registries'

@@ -293,3 +293,10 @@ def test_a_training_child_whose_app_dies_stops_and_keeps_its_work(tmp_path):
         time.sleep(0.1)
     assert lines[-1]["event"] == "finished" and lines[-1]["reason"] == "terminated", lines[-1]
     assert load_checkpoint(out / "checkpoints" / "last.safetensors").step == lines[-1]["step"] >= 3
+
+
+def test_a_run_from_before_objectives_existed_resumes_as_supervised():
+    from denoise_studio.core.plan import RESUME_REQUIRED, TrainConfig
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "objective"}
+    assert "objective" not in RESUME_REQUIRED
+    assert TrainConfig.from_dict(old, required=RESUME_REQUIRED).objective == "supervised"
