@@ -68,6 +68,8 @@ class TrainConfig:
         takes its default unless it is in `required`."""
         if not isinstance(d, dict):
             raise ConfigError(f"{source} must be an object of settings, not a {type(d).__name__}.")
+        if required and "synthetic_noise" in d:   # written since objectives exist: the objective must be there
+            required = (*required, "objective")
         missing = [k for k in required if k not in d]
         if missing:
             raise ConfigError(f"{source} lacks {', '.join(missing)}; it cannot be used without guessing.")
@@ -133,7 +135,8 @@ class TrainConfig:
 
 
 # Keys a resume needs from config.json: without them the run could not continue as it was.
-# (`objective` is not among them: runs made before objectives existed were all supervised, the default.)
+# `objective` joins them for configs written since objectives exist (they carry `synthetic_noise`);
+# a run made before was supervised, the default, and resumes as such.
 RESUME_REQUIRED = ("data", "steps", "batch_size", "crop", "lr", "seed", "noise", "sigma", "schedule", "timesteps")
 
 _CHOICES = {"optimizer": ("adam", "adamw"), "amp": ("auto", "off", "bf16", "fp16"),
