@@ -1,5 +1,7 @@
-"""Training events: plain dataclasses a Trainer emits to its sinks (a callback, a queue to
-the GUI, a run folder's events.jsonl). One JSON object a line in events.jsonl.
+"""Training events: immutable (frozen) dataclasses a Trainer emits to its sinks (a callback, a queue to
+the GUI, a run folder's events.jsonl). One JSON object a line in events.jsonl. Every sink sees the
+same event whatever the sinks' order: none may change it (a sink that needs another value writes a
+`dataclasses.replace` copy).
 
 `event_from_json` is the one place a line from disk becomes an event: every field is checked
 against its declared type, so a damaged or hand-edited file gives a skipped line, never an
@@ -17,7 +19,7 @@ FINISH_REASONS = {"steps": "all steps done", "time": "time limit reached", "stop
 TERMINAL = ("finished", "failed")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Event:
     step: int
     time: float          # Unix time, seconds
@@ -33,7 +35,7 @@ class Event:
         return d
 
 
-@dataclass
+@dataclass(frozen=True)
 class StartedEvent(Event):
     total_steps: int = 0
     device: str = "cpu"
@@ -46,7 +48,7 @@ class StartedEvent(Event):
     name = "started"
 
 
-@dataclass
+@dataclass(frozen=True)
 class StepEvent(Event):
     loss: float = 0.0
     lr: float = 0.0
@@ -55,7 +57,7 @@ class StepEvent(Event):
     name = "step"
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvalEvent(Event):
     psnr: float = 0.0        # dB on the validation crops at σ = 25
     loss: float = 0.0
@@ -63,10 +65,10 @@ class EvalEvent(Event):
     name = "eval"
 
 
-@dataclass
+@dataclass(frozen=True)
 class PreviewEvent(Event):
     psnr: float = 0.0
-    path: str | None = None
+    path: str | None = None   # in a run folder: previews/step_NNNNNNN.png (runfolder.preview_path)
     # noise_std, true_noise_std (0–255 scale), psnr, noisy_psnr (dB): numbers for the image pane
     stats: dict | None = None
     # noisy, noise (predicted), reconstruction, clean: (H, W, C) float arrays; not written to JSON
@@ -74,20 +76,20 @@ class PreviewEvent(Event):
     name = "preview"
 
 
-@dataclass
+@dataclass(frozen=True)
 class CheckpointEvent(Event):
     path: str = ""
     best: bool = False
     name = "checkpoint"
 
 
-@dataclass
+@dataclass(frozen=True)
 class FinishedEvent(Event):
     reason: str = "steps"    # a key of FINISH_REASONS
     name = "finished"
 
 
-@dataclass
+@dataclass(frozen=True)
 class FailedEvent(Event):
     message: str = ""
     checkpoint: str | None = None   # the last good checkpoint, kept

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,12 @@ from denoise_studio.core.runlock import LOCK_NAME, RunLock, writer
 from denoise_studio.core.spec import ArchitectureSpec, load_spec_file
 
 READ_CHUNK = 16 * 2**20   # events read per call; a longer "line" is damage, skipped
+
+
+def preview_path(step: int) -> str:
+    """Where a run folder keeps the preview of `step`, relative to the folder, as events.jsonl records it
+    (the trainer names it in the PreviewEvent before emitting; readers can compute it too)."""
+    return f"previews/step_{step:07d}.png"
 
 
 class RunFolder:
@@ -121,9 +128,10 @@ class RunFolder:
     # --- the sink ---
     def __call__(self, event: Event) -> None:
         if isinstance(event, PreviewEvent) and event.images:
-            path = self.previews / f"step_{event.step:07d}.png"
-            save_image(path, preview_strip(event.images))
-            event.path = str(path.relative_to(self.path))
+            rel = preview_path(event.step)
+            save_image(self.path / rel, preview_strip(event.images))
+            if event.path != rel:   # events are shared by every sink: write a copy, never change it
+                event = replace(event, path=rel)
         if self._events is None:
             self._events = open(self.events_path, "a", encoding="utf-8")
         self._events.write(json.dumps(event.to_json()) + "\n")

@@ -46,7 +46,7 @@ from denoise_studio.core.noise import make_noise
 from denoise_studio.core.objectives import make_objective
 from denoise_studio.core.plan import TrainConfig  # noqa: F401  (re-exported: the settings live in plan)
 from denoise_studio.core.precision import auto_amp, describe
-from denoise_studio.core.runfolder import RunFolder
+from denoise_studio.core.runfolder import RunFolder, preview_path
 from denoise_studio.core.spec import ArchitectureSpec
 
 CHECKPOINT_FORMAT = "denoise-studio/checkpoint"
@@ -338,7 +338,9 @@ class Trainer:
             psnr = float(psnr_batch(rec, clean)[0])
             stats.update(true_noise_std=255 * float(true.float().std()), psnr=psnr,
                          noisy_psnr=float(psnr_batch(noisy, clean)[0]))
-        return PreviewEvent(**self._now(), psnr=psnr, images=images,
+        # Named before emitting, so every sink sees the same event whatever their order.
+        path = preview_path(self.step) if self.run_folder is not None else None
+        return PreviewEvent(**self._now(), psnr=psnr, path=path, images=images,
                             stats={k: v if math.isfinite(v) else None for k, v in stats.items()})
 
     def _save(self, which: str) -> None:

@@ -5,15 +5,16 @@ import math
 import subprocess
 import sys
 import time
-from dataclasses import fields
+from dataclasses import FrozenInstanceError, fields
 
+import numpy as np
 import pytest
 
 from denoise_studio.core.data import ImageSet
 from denoise_studio.core.errors import DenoiseError
-from denoise_studio.core.events import EVENT_TYPES, FINISH_REASONS, event_from_json
+from denoise_studio.core.events import EVENT_TYPES, FINISH_REASONS, PreviewEvent, event_from_json
 from denoise_studio.core.plan import ConfigError, TrainConfig, cadences, new_run_dir, round_crop
-from denoise_studio.core.runfolder import RunFolder, read_events
+from denoise_studio.core.runfolder import RunFolder, preview_path, read_events
 from denoise_studio.core.runlock import RunBusyError, RunLock, writer
 from denoise_studio.core.spec import spec_from_dict
 from denoise_studio.core.trainer import Control, Trainer
@@ -65,6 +66,39 @@ def test_preview_carries_noise_statistics_on_the_0_255_scale(tmp_path, images):
     assert 18 < stats["noisy_psnr"] < 23
     line = [json.loads(x) for x in run.events_path.read_text().splitlines() if '"preview"' in x][-1]
     assert line["stats"] == pytest.approx(stats)       # written to events.jsonl too
+
+
+def test_sinks_see_identical_events_in_either_order_and_the_run_folder_changes_none(tmp_path):
+    spec = spec_from_dict(TINY_SPEC)
+    tile = np.full((8, 8, 3), 0.5, np.float32)
+    images = {"noisy": tile, "noise": tile - 0.5, "reconstruction": tile, "clean": tile}
+    seen = {}
+    for order in ("run first", "run last"):
+        run = RunFolder.create(tmp_path / order.replace(" ", "_"), spec, config().to_dict())
+        event = PreviewEvent(step=100, time=1.0, psnr=30.0, images=images, stats={"noise_std": 1.0})
+        got = []
+        sinks = [run, got.append] if order == "run first" else [got.append, run]
+        for sink in sinks:     # what Trainer.emit does
+            sink(event)
+        run.close()
+        assert got == [event] and got[0] is event and event.path is None   # unchanged by the run-folder sink
+        with pytest.raises(FrozenInstanceError):
+            event.path = "elsewhere.png"   # type: ignore[misc]
+        line = json.loads(run.events_path.read_text())
+        assert line["path"] == preview_path(100) == "previews/step_0000100.png"
+        assert (run.path / line["path"]).is_file()
+        seen[order] = [e.to_json() for e in got]
+    assert seen["run first"] == seen["run last"]
+
+
+def test_the_trainer_names_the_preview_before_emitting_so_every_sink_sees_its_path(tmp_path, images):
+    spec = spec_from_dict(TINY_SPEC)
+    run = RunFolder.create(tmp_path / "run", spec, config().to_dict())
+    previews = []
+    Trainer(spec, config(steps=10), sinks=[lambda e: e.name == "preview" and previews.append(e)], run=run,
+            images=images).run()
+    lines = [json.loads(x) for x in run.events_path.read_text().splitlines() if '"preview"' in x]
+    assert [e.path for e in previews] == [x["path"] for x in lines] == [preview_path(10)]
 
 
 def test_one_writer_per_folder_and_readers_see_whether_it_lives(tmp_path, images):
