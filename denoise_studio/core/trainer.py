@@ -13,6 +13,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +92,12 @@ def _distributed() -> tuple[int, int]:
 
 class Trainer:
     def __init__(self, spec: ArchitectureSpec, config: TrainConfig, sinks=(), run: RunFolder | None = None,
-                 control: Control | None = None, resume: bool = False, images: ImageSet | None = None):
+                 control: Control | None = None, resume: bool = False, images: ImageSet | None = None,
+                 batches: Callable[[Trainer, int], tuple] | None = None):
+        """batches: what step `step` trains on, called as batches(trainer, step) -> (pairs, levels);
+        by default Trainer.batch. A seam for tests that inject faults (a NaN, an OOM) into the loop."""
         self.spec, self.config = spec, config
+        self.batches = batches if batches is not None else Trainer.batch
         self.rank, self.world = _distributed()
         self.run_folder = run if self.rank == 0 else None
         self.sinks = list(sinks) + ([run] if self.run_folder is not None else []) if self.rank == 0 else []
@@ -253,7 +258,7 @@ class Trainer:
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
 
-    def _batch(self, step: int):
+    def batch(self, step: int):
         """(the objective's pairs, their levels) for this step: a pure function of (seed, step)."""
         cfg = self.config
         gen = step_generator(cfg.seed, step)
@@ -429,7 +434,7 @@ class Trainer:
                 lr = lr_at(cfg, self.step, progress)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
-                pairs, level = self._batch(self.step)
+                pairs, level = self.batches(self, self.step)
                 with self._autocast():
                     pred = self.forward(pairs.x, self._condition(level))
                 loss = self.objective.loss(pairs, pred.float(), self.noise, level, self._reconstruct(level)).mean()

@@ -35,11 +35,11 @@ def cfg(**kw):
                                  preview_every=10, checkpoint_every=5), **kw})
 
 
-def run_trainer(tmp_path, images, **kw):
+def run_trainer(tmp_path, images, batches=None, **kw):
     spec = spec_from_dict(TINY_SPEC)
     c = cfg(**kw)
     run = RunFolder.create(tmp_path / "run", spec, c.to_dict())
-    return Trainer(spec, c, run=run, images=images).run(), run
+    return Trainer(spec, c, run=run, images=images, batches=batches).run(), run
 
 
 def test_sigkill_at_random_points_loses_at_most_the_steps_since_the_last_checkpoint(tmp_path):
@@ -104,16 +104,13 @@ def test_a_full_disk_during_training_fails_cleanly_and_keeps_the_previous_checkp
 
 @pytest.mark.parametrize("fault", [ValueError("corrupt sample in data worker"),
                                    RuntimeError("CUDA error: device not ready (device disappeared)")])
-def test_data_and_device_faults_end_the_run_with_a_message(tmp_path, images, monkeypatch, fault):
-    original = Trainer._batch
-
-    def faulty(self, step):
+def test_data_and_device_faults_end_the_run_with_a_message(tmp_path, images, fault):
+    def faulty(trainer, step):
         if step == 8:
             raise fault
-        return original(self, step)
+        return trainer.batch(step)
 
-    monkeypatch.setattr(Trainer, "_batch", faulty)
-    result, run = run_trainer(tmp_path, images)
+    result, run = run_trainer(tmp_path, images, batches=faulty)
     assert result.name == "failed" and "step 9" in result.message and str(fault) in result.message
     assert result.checkpoint and load_checkpoint(result.checkpoint).step == 5
 

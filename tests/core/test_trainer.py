@@ -23,13 +23,13 @@ def config(**kw):
     return TrainConfig(**{**base, **kw})
 
 
-def train(tmp_path, images, name="run", resume=False, sinks=(), control=None, **kw):
+def train(tmp_path, images, name="run", resume=False, sinks=(), control=None, batches=None, **kw):
     spec = spec_from_dict(TINY_SPEC)
     cfg = config(**kw)
     run = RunFolder.create(tmp_path / name, spec, cfg.to_dict())
     events = []
     result = Trainer(spec, cfg, sinks=[events.append, *sinks], run=run, control=control, resume=resume,
-                     images=images).run()
+                     images=images, batches=batches).run()
     return result, events, run
 
 
@@ -65,27 +65,23 @@ def test_resume_is_exact(tmp_path, images):
     assert losses(part)[:20] + losses(rest) == pytest.approx(losses(full), rel=1e-5, abs=1e-7)
 
 
-def test_nan_loss_stops_with_a_failed_event_and_keeps_the_last_good_checkpoint(tmp_path, images, monkeypatch):
-    original = Trainer._batch
-
-    def poisoned(self, step):
-        pairs, level = original(self, step)
+def test_nan_loss_stops_with_a_failed_event_and_keeps_the_last_good_checkpoint(tmp_path, images):
+    def poisoned(trainer, step):
+        pairs, level = trainer.batch(step)
         if step >= 12:
             pairs.x = pairs.x * float("nan")
         return pairs, level
 
-    monkeypatch.setattr(Trainer, "_batch", poisoned)
-    result, events, run = train(tmp_path, images, steps=30)
+    result, events, run = train(tmp_path, images, steps=30, batches=poisoned)
     assert result.name == "failed" and "step 13" in result.message and "nan" in result.message
     assert result.checkpoint and load_checkpoint(result.checkpoint).step == 10
     assert json.loads(run.events_path.read_text().splitlines()[-1])["event"] == "failed"
 
 
-def test_out_of_memory_names_batch_and_crop(tmp_path, images, monkeypatch):
-    def oom(self, step):
+def test_out_of_memory_names_batch_and_crop(tmp_path, images):
+    def oom(trainer, step):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-    monkeypatch.setattr(Trainer, "_batch", oom)
-    result, _, _ = train(tmp_path, images, steps=5)
+    result, _, _ = train(tmp_path, images, steps=5, batches=oom)
     assert result.name == "failed" and "batch size 4" in result.message and "crop 24" in result.message
 
 
