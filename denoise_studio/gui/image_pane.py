@@ -167,9 +167,6 @@ class ImagePane(QWidget):
         self._req: ImageRequest | None = None
         self._sweep_key = None
         self.batch: BatchJob | None = None
-        self.batch_summary: dict | None = None
-        self.last_error = ""
-        self.sigma_used = 0.0
         self.zoom: tuple[float, float, float] | None = None   # (cx, cy, screen px per image px); None: fit
         self._shape: tuple[int, int] | None = None
         self._syncing = False
@@ -512,7 +509,6 @@ class ImagePane(QWidget):
         except DenoiseError as e:
             self.show_error(str(e))
             return False
-        self.last_error = ""
         h, w = self.source.pixels.shape[:2]
         self.caption.setText(f"{Path(path).name}: {w}×{h}, {self.source.bit_depth}-bit"
                              + (", grey" if self.source.grey else "") + (", alpha kept aside" if self.source.alpha
@@ -564,7 +560,6 @@ class ImagePane(QWidget):
             if not self._pending:
                 self.update_features()
             return
-        self.sigma_used = res.sigma255
         if res.estimated:
             self.sigma_label.setText(f"σ ≈ {res.sigma255:.1f} (estimated)")
         if res.stage == "network":
@@ -762,7 +757,6 @@ class ImagePane(QWidget):
             out_dir = QFileDialog.getExistingDirectory(self, "Folder for the denoised images")
             if not out_dir:
                 return False
-        self.batch_summary = None
         self.batch = BatchJob(paths, Path(out_dir), model, self.mode.currentData(), float(self.sigma.value()),
                               self.signals, ensemble=self.ensemble_box.isChecked())
         self._show_progress(True)
@@ -783,7 +777,6 @@ class ImagePane(QWidget):
         self.batch_progress.setFormat(f"{done}/{total} {name}")
 
     def _on_batch_done(self, summary: dict) -> None:
-        self.batch_summary = summary
         self.batch = None
         self._show_progress(False)
         text = f"Batch: {len(summary['written'])} of {summary['total']} image(s) written"
@@ -791,7 +784,6 @@ class ImagePane(QWidget):
             text += " (cancelled)"
         if summary["errors"]:
             text += f"; {len(summary['errors'])} skipped: " + "; ".join(summary["errors"][:3])
-            self.last_error = summary["errors"][0]
         self.caption.setText(text)
         self.status.emit(text)
 
@@ -827,7 +819,6 @@ class ImagePane(QWidget):
         return True
 
     def show_error(self, text: str) -> None:
-        self.last_error = text
         self.caption.setText(text)
         self.status.emit(text)
 

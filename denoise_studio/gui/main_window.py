@@ -88,7 +88,6 @@ class MainWindow(QMainWindow):
         self.setObjectName("MainWindow")
         self.setAccessibleName("Denoise Studio")
         self.ask_before_close = True
-        self.last_error = ""
         self.doc = SpecDocument(parent=self)
         self.builder = ModelBuilder(self.doc)
         self.image_pane = ImagePane()
@@ -444,7 +443,6 @@ class MainWindow(QMainWindow):
 
     def show_error(self, text: str) -> None:
         """One clear line in the status bar and a non-modal box; nothing is lost."""
-        self.last_error = text
         self.statusBar().showMessage(text, 15000)
         box = QMessageBox(QMessageBox.Icon.Warning, "Denoise Studio", text, parent=self)
         box.setObjectName("ErrorBox")

@@ -90,10 +90,6 @@ class TrainingSession(QObject):
         if self.spare is None and not self.running:
             self.spare = self._launch()
 
-    @property
-    def spare_ready(self) -> bool:
-        return self.spare is not None and self.spare.ready.is_set() and self.spare.process.is_alive()
-
     def discard_spare(self) -> None:
         if self.spare is not None:
             process, jobs = self.spare.process, self.spare.jobs

@@ -110,7 +110,6 @@ class TrainingView(QWidget):
         self.start_time = 0.0
         self.first_step = 0
         self.rate = 0.0
-        self.data_folder: str | None = None
         self.followed: RunFolder | None = None
         self.follow_offset = self.follow_steps = self.follow_total = 0
         self.follow_checkpoint: int | None = None
@@ -385,7 +384,6 @@ class TrainingView(QWidget):
             folder = QFileDialog.getExistingDirectory(self, "Folder of training images")
             self.set_data_folder(folder or None)
         else:
-            self.data_folder = None if text in DATA_LABELS else text
             self._apply_recipe(DATA_LABELS.get(text, text))
 
     def _apply_recipe(self, data: str) -> None:
@@ -442,7 +440,6 @@ class TrainingView(QWidget):
             self.set_data_folder(data)
 
     def set_data_folder(self, folder: str | None) -> None:
-        self.data_folder = folder
         self.data.blockSignals(True)
         if folder:
             if self.data.findText(folder) < 0:

@@ -153,7 +153,7 @@ def test_view_as_pytorch_and_open_errors_do_not_kill_the_window(window, tmp_path
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert not window.open_spec(bad)
-    assert "not valid JSON" in window.last_error
+    assert "not valid JSON" in window.statusBar().currentMessage()
     assert window.doc.spec.name == "unet"   # nothing lost
 
 

@@ -52,6 +52,14 @@ def drop_files(window, paths):
     window.dropEvent(drop)
 
 
+def shown_sigmas(pane) -> list:
+    """The σ (0–255) of each result the pane receives for its current request, from its result signal."""
+    seen: list = []
+    pane.signals.result.connect(lambda r: seen.append(r.sigma255)
+                                if not r.final and r.generation == pane.generation else None)
+    return seen
+
+
 def wait_done(qtbot, pane, need=("reconstruction",)):
     qtbot.waitUntil(lambda: not pane.busy and all(k in pane.images for k in need), timeout=60_000)
 
@@ -70,12 +78,13 @@ def test_dropping_an_image_denoises_it_with_scores_and_baselines(window, pane, q
 def test_sigma_slider_renoises_and_rescores(window, pane, qtbot, tmp_path):
     pane.open_path(photo(tmp_path))
     wait_done(qtbot, pane)
+    sigmas = shown_sigmas(pane)
     pane.sigma.setValue(40)
-    qtbot.waitUntil(lambda: pane.sigma_used == 40 and not pane.busy and "reconstruction" in pane.scores,
+    qtbot.waitUntil(lambda: 40 in sigmas and not pane.busy and "reconstruction" in pane.scores,
                     timeout=60_000)
     noisy_40, noisy_img_40 = pane.scores["noisy"][0], pane.images["noisy"].copy()
     pane.sigma.setValue(10)
-    qtbot.waitUntil(lambda: pane.sigma_used == 10 and not pane.busy and "reconstruction" in pane.scores,
+    qtbot.waitUntil(lambda: 10 in sigmas and not pane.busy and "reconstruction" in pane.scores,
                     timeout=60_000)
     assert pane.scores["noisy"][0] > noisy_40 + 8
     assert not np.allclose(pane.images["noisy"], noisy_img_40)
@@ -110,14 +119,14 @@ def test_real_noisy_photos_estimate_sigma_and_have_no_reference(window, pane, qt
     pane.open_path(p)
     wait_done(qtbot, pane)
     assert "clean" not in pane.images and "estimated" in pane.sigma_label.text()
-    assert 12 < pane.sigma_used < 28
+    assert 12 < float(pane.sigma_label.text().split("≈")[1].split()[0]) < 28   # "σ ≈ 19.3 (estimated)"
 
 
 def test_bad_drops_are_named_and_the_window_survives(window, pane, qtbot, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     drop_files(window, [bad])
-    assert "broken.png" in pane.last_error and "corrupt" in pane.last_error
+    assert "broken.png" in pane.caption.text() and "corrupt" in pane.caption.text()
     assert window.isVisible()
 
 
@@ -127,10 +136,9 @@ def test_batch_reports_the_corrupt_file_and_writes_the_others(window, pane, qtbo
     bad.write_text("I am not a picture")
     out = tmp_path / "out"
     assert pane.run_batch([str(a), str(bad), str(b)], out_dir=out)
-    qtbot.waitUntil(lambda: pane.batch_summary is not None, timeout=60_000)
-    s = pane.batch_summary
+    qtbot.waitUntil(lambda: pane.batch is None, timeout=60_000)   # batch done
     assert sorted(p.name for p in out.iterdir()) == ["a_denoised.png", "b_denoised.png"]
-    assert len(s["errors"]) == 1 and "c.png" in s["errors"][0]
+    assert "; 1 skipped: " in pane.caption.text() and "c.png" in pane.caption.text()
     assert Image.open(out / "b_denoised.png").mode == "L"
     assert "2 of 3" in pane.caption.text()
 
@@ -140,8 +148,10 @@ def test_dropping_a_folder_runs_a_batch(window, pane, qtbot, tmp_path, monkeypat
     out = tmp_path / "out"
     monkeypatch.setattr("denoise_studio.gui.image_pane.QFileDialog.getExistingDirectory", lambda *a, **k: str(out))
     drop_files(window, [folder])
-    qtbot.waitUntil(lambda: pane.batch_summary is not None, timeout=60_000)
-    assert len(list(out.iterdir())) == 3 and not pane.batch_summary["errors"]
+    assert pane.batch is not None                                      # started
+    qtbot.waitUntil(lambda: pane.batch is None, timeout=60_000)       # and done
+    assert len(list(out.iterdir())) == 3
+    assert pane.caption.text() == "Batch: 3 of 3 image(s) written"   # none skipped
 
 
 def test_panes_stay_in_sync_on_zoom_and_wipe_composes(window, pane, qtbot, tmp_path):
@@ -210,7 +220,7 @@ def test_gui_open_over_the_bad_input_corpus(window, pane, qtbot, tmp_path):
         if expect == "load":
             assert ok, path
             qtbot.waitUntil(lambda: not pane.busy, timeout=60_000)
-            assert "noisy" in pane.images and not pane.last_error.startswith("Denoising failed"), path
+            assert "noisy" in pane.images and not pane.caption.text().startswith("Denoising failed"), path
         else:
-            assert not ok and str(path) in pane.last_error, path
+            assert not ok and str(path) in pane.caption.text(), path
     assert window.isVisible()

@@ -91,7 +91,7 @@ def test_a_killed_training_process_is_reported_and_the_window_stays_usable(view,
 def test_a_warm_spare_child_runs_the_next_start_and_is_replaced(view, qtbot):
     session = view.session
     session.prewarm()
-    qtbot.waitUntil(lambda: session.spare_ready, timeout=CHILD_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: session.spare is not None and session.spare.ready.is_set(), timeout=CHILD_TIMEOUT_MS)
     spare = session.spare.process
     view.steps.setValue(5)
     ended = []
