@@ -788,15 +788,23 @@ class ImagePane(QWidget):
         self.status.emit(text)
 
     # ------------------------------------------------------------------ output
-    def save_pane(self, name: str, path) -> None:
+    def pane_picture(self, name: str) -> np.ndarray | None:
+        """The pane `name` as a picture in [0, 1], as Save and Copy both write it (None: the pane is
+        empty): noise mid-grey at 0 and ±3σ at the ends, the error scaled to its 99.5th percentile."""
         a = self.images.get(name)
         if a is None:
-            raise DenoiseError(f"the {name} pane is empty.")
+            return None
         if name in ("noise", "true_noise"):
             s = max(3 * float(np.std(a)), 1e-6)
-            a = np.clip(0.5 + 0.5 * a / s, 0, 1)
-        elif name == "error":
-            a = np.clip(a / max(float(np.percentile(a, 99.5)), 1e-6), 0, 1)
+            return np.clip(0.5 + 0.5 * a / s, 0, 1)
+        if name == "error":
+            return np.clip(a / max(float(np.percentile(a, 99.5)), 1e-6), 0, 1)
+        return a
+
+    def save_pane(self, name: str, path) -> None:
+        a = self.pane_picture(name)
+        if a is None:
+            raise DenoiseError(f"the {name} pane is empty.")
         deep = self.source is not None and self.source.bit_depth == 16
         save_image(path, a, 16 if deep else 8)
 
@@ -811,11 +819,10 @@ class ImagePane(QWidget):
                 self.show_error(f"Could not save {path}: {e}")
 
     def copy_pane(self, name: str) -> bool:
-        a = self.images.get(name)
+        a = self.pane_picture(name)
         if a is None:
             return False
-        QGuiApplication.clipboard().setImage(to_qimage(a if name not in ("noise", "error") else
-                                                       np.clip(0.5 + a / max(6 * float(np.std(a)), 1e-6), 0, 1)))
+        QGuiApplication.clipboard().setImage(to_qimage(a))
         return True
 
     def show_error(self, text: str) -> None:

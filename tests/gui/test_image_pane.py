@@ -194,6 +194,21 @@ def test_save_16_bit_where_the_input_was_and_copy(window, pane, qtbot, tmp_path)
     assert QGuiApplication.clipboard().image().width() == 64
 
 
+@pytest.mark.parametrize("name", ["error", "noise", "reconstruction"])
+def test_copy_puts_on_the_clipboard_exactly_what_save_writes(window, pane, qtbot, tmp_path, name):
+    from PySide6.QtGui import QGuiApplication, QImage
+    pane.open_path(photo(tmp_path))
+    wait_done(qtbot, pane)
+    assert name in pane.images
+    pane.save_pane(name, tmp_path / f"{name}.png")
+    saved = np.asarray(Image.open(tmp_path / f"{name}.png").convert("RGB"))
+    assert pane.copy_pane(name)
+    img = QGuiApplication.clipboard().image().convertToFormat(QImage.Format.Format_RGB888)
+    h, w = img.height(), img.width()
+    copied = np.frombuffer(img.constBits(), np.uint8).reshape(h, img.bytesPerLine())[:, :3 * w].reshape(h, w, 3)
+    assert np.array_equal(copied, saved)
+
+
 def test_feature_maps_of_the_selected_block(window, pane, qtbot, tmp_path):
     pane.open_path(photo(tmp_path))
     wait_done(qtbot, pane)
