@@ -30,7 +30,7 @@ from denoise_studio.core.data import (
     validation_crops,
 )
 from denoise_studio.core.devices import resolve_device
-from denoise_studio.core.errors import DataError, DenoiseError, SpecInvalidError
+from denoise_studio.core.errors import DataError, DenoiseError
 from denoise_studio.core.events import (
     CheckpointEvent,
     EvalEvent,
@@ -400,9 +400,7 @@ class Trainer:
         self.resumed_from = None
         try:
             self._setup()
-        except SpecInvalidError as e:
-            return self._fail(str(e))
-        except DenoiseError as e:
+        except DenoiseError as e:   # SpecInvalidError included
             return self._fail(str(e))
         cfg = self.config
         if self.run_folder is not None:
@@ -467,15 +465,9 @@ class Trainer:
                     extra = True
                 if extra:
                     last_t = time.perf_counter()
-        except torch.OutOfMemoryError:
-            self._free_memory()
-            return self._fail(f"out of memory on {self.device} at step {self.step + 1} with batch size "
-                              f"{cfg.batch_size} and crop {cfg.crop}; lower the batch size or the crop.")
-        except RuntimeError as e:
-            if "out of memory" in str(e) or "can't allocate memory" in str(e):
-                self._free_memory()
-                return self._fail(f"out of memory on {self.device} at step {self.step + 1} with batch size "
-                                  f"{cfg.batch_size} and crop {cfg.crop}; lower the batch size or the crop.")
+        except RuntimeError as e:   # torch.OutOfMemoryError is one
+            if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e) or "can't allocate memory" in str(e):
+                return self._out_of_memory()
             return self._fail(f"training failed at step {self.step + 1}: {str(e).splitlines()[0][:300]}")
         except DenoiseError as e:
             return self._fail(str(e))
@@ -509,10 +501,14 @@ class Trainer:
         self._close()
         return done
 
-    def _free_memory(self) -> None:
+    def _out_of_memory(self) -> FailedEvent:
+        """Free what the failed step held, and fail naming the settings that decide the memory."""
         self.optimizer.zero_grad(set_to_none=True)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+        cfg = self.config
+        return self._fail(f"out of memory on {self.device} at step {self.step + 1} with batch size "
+                          f"{cfg.batch_size} and crop {cfg.crop}; lower the batch size or the crop.")
 
     def _fail(self, message: str) -> FailedEvent:
         event = FailedEvent(**self._now(), message=message, checkpoint=self.last_checkpoint)
