@@ -126,8 +126,9 @@ def sigma_range(text: str) -> tuple[float, float]:
         parts = [float(p) for p in text.split("-")] if "-" in text.strip("-") else [float(text)] * 2
     except ValueError:
         raise argparse.ArgumentTypeError(f"{_shown(text)} is not a σ or a range like 5-50") from None
-    if len(parts) != 2 or not 0 <= parts[0] <= parts[1] <= 255:
-        raise argparse.ArgumentTypeError(f"{_shown(text)}: give σ on the 0–255 scale, or LOW-HIGH with LOW ≤ HIGH")
+    if len(parts) != 2 or not 0 <= parts[0] <= parts[1] <= 255 or parts[1] == 0:
+        raise argparse.ArgumentTypeError(f"{_shown(text)}: give σ above 0 on the 0–255 scale, or LOW-HIGH with "
+                                         "LOW ≤ HIGH and HIGH above 0")
     return parts[0], parts[1]
 
 

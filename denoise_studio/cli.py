@@ -10,7 +10,7 @@ import json
 import sys
 
 from denoise_studio import __version__
-from denoise_studio.args import EXIT_INVALID, Parser, positive_int, print_error
+from denoise_studio.args import EXIT_INVALID, Parser, capped_int, print_error
 from denoise_studio.format import count as fmt_count
 from denoise_studio.format import size_bytes as fmt_bytes
 
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("inspect", help="validate a spec and show per-block shapes, parameters and FLOPs")
     s.add_argument("spec", metavar="SPEC_OR_PRESET")
-    s.add_argument("--size", type=positive_int, default=64, help="input height and width (default 64)")
+    s.add_argument("--size", type=capped_int("IMAGE_SIDE"), default=64, help="input height and width (default 64)")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_inspect)
 

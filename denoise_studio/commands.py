@@ -25,7 +25,7 @@ def add_commands(sub) -> None:
                    help="add synthetic noise of this σ (0 < σ ≤ 255) first and report PSNR/SSIM")
     s.add_argument("--device", default="auto")
     s.add_argument("--tile", type=types.tile, default=-1,
-                   help=f"tile size for large images (default: 512, 256 with attention; 0: never tile; "
+                   help=f"tile size for large images (-1, the default: 512, 256 with attention; 0: never tile; "
                         f"else at least {types.MIN_TILE})")
     s.add_argument("--ensemble", action="store_true", help=ENSEMBLE_HELP)
     s.set_defaults(func=cmd_denoise)
@@ -47,7 +47,7 @@ def add_commands(sub) -> None:
     s.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     s.add_argument("--format", required=True, choices=("onnx", "torchscript", "python"))
     s.add_argument("--out", required=True, type=types.out_file,
-                   help="the file to write (python: also OUT.safetensors beside it, the weights)")
+                   help="the file to write (python: also the weights beside it, OUT with the suffix .safetensors)")
     s.add_argument("--overwrite", action="store_true", help="replace the files if they already exist")
     s.set_defaults(func=cmd_export)
 

@@ -258,8 +258,9 @@ def cmd_train(args) -> int:
                 raise DenoiseError(f"{out} was trained with a different network than {args.spec}; "
                                    "omit the spec to resume, or train into a new --out folder.")
         cfg = train_config_from_args(args, run.config(), source=str(run.config_path))
-        last = run.checkpoint("last")
-        done = load_checkpoint(last).step if last else 0
+        # A run another process is writing is refused below, naming that process; only a run at rest
+        # has a last checkpoint to check here.
+        done = load_checkpoint(run.resume_checkpoint()).step if run.writer() is None else 0
         if done >= cfg.steps:
             raise DenoiseError(f"{out} is already at step {done} and --steps is the run's total ({cfg.steps}); "
                                f"nothing to do. Pass a total above {done}, e.g. --steps {done + cfg.steps}.")

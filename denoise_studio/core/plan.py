@@ -158,7 +158,9 @@ _OPTIONAL = {"channels_last", "threads", "time_limit"}
 def _check_field(name: str, v, source: str):
     """v, normalised, or ConfigError naming the field, the value and the fix."""
     where = f"{source}: " if source else ""
-    shown = repr(v) if not isinstance(v, str) or len(v) < 60 else repr(v[:60] + "…")
+    shown = repr(v)
+    if len(shown) > 60:   # a 5000-digit number must not become a 5000-character message
+        shown = shown[:60] + "…"
     if v is None and name in _OPTIONAL:
         return None
     if name in _INTS:
@@ -200,10 +202,10 @@ def _check_field(name: str, v, source: str):
     if name == "sigma":
         ok = isinstance(v, (list, tuple)) and len(v) == 2 and all(
             isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v) \
-            and 0 <= v[0] <= v[1] <= 255
+            and 0 <= v[0] <= v[1] <= 255 and v[1] > 0   # σ 0 throughout: nothing to learn to remove
         if not ok:
             raise ConfigError(f"{where}sigma is {shown}; it must be a [low, high] pair with 0 ≤ low ≤ high ≤ 255 "
-                              "(e.g. [5, 50]).")
+                              "and high above 0 (e.g. [5, 50]).")
         return (float(v[0]), float(v[1]))
     return v
 

@@ -121,6 +121,16 @@ class RunFolder:
         p = self.checkpoints / f"{which}.safetensors"
         return p if p.is_file() else None
 
+    def resume_checkpoint(self) -> Path:
+        """The checkpoint a resume continues from, or one line saying why there is none: a resume never
+        restarts from step 0 in place of a run it cannot find."""
+        p = self.checkpoints / "last.safetensors"
+        if p.is_file():
+            return p
+        why = "is not a regular file" if os.path.lexists(p) else "is missing"
+        raise CheckpointError(f"{p} {why}, so {self.path} cannot be resumed without guessing; start a new run "
+                              "(another --out), or restore that checkpoint.")
+
     def writer(self) -> dict | None:
         """Who is writing this run now (see runlock.writer), or None."""
         return writer(self.path)

@@ -230,16 +230,14 @@ class Trainer:
                                "processes; use a multiple of the process count.")
 
     def _load_resume(self) -> None:
-        path = self.run_folder.checkpoint("last") if self.run_folder else None
-        if path is None and self.rank == 0:
-            return
+        path = self.run_folder.resume_checkpoint() if self.run_folder else None
         if self.world > 1:   # every rank reads rank 0's checkpoint path
             import torch.distributed as dist
             box = [str(path) if path else None]
             dist.broadcast_object_list(box, src=0)
             path = Path(box[0]) if box[0] else None
-            if path is None:
-                return
+        if path is None:   # resume=True without a run folder to resume from: nothing to load
+            return
         ckpt = load_checkpoint(path)
         load_weights(self.model, ckpt)
         if ckpt.optimizer_state is not None:

@@ -216,3 +216,32 @@ def test_watch_survives_damaged_events_lines_and_reports_a_folder_in_one_line(fi
     one_error(capsys, ["train", "--resume", "--out", str(finished_run), "--steps", "8"],
               "events.jsonl is not a regular file")
     one_error(capsys, ["watch", str(finished_run), "--interval", "nan"], "--interval")
+
+
+@pytest.mark.parametrize("damage", ["missing", "fifo"])
+def test_resume_without_its_last_checkpoint_is_refused_never_restarted(tmp_path, capsys, damage):
+    """A resume whose last checkpoint is gone (or is not a file) must not quietly start over at step 0."""
+    from denoise_studio.cli import main
+    run = tmp_path / "run"
+    spec = tmp_path / "tiny.json"
+    spec.write_text(json.dumps(TINY_SPEC))
+    base = ["--data", "shapes", "--crop", "16", "--batch-size", "2", "--device", "cpu"]
+    assert main(["train", str(spec), "--out", str(run), "--steps", "3", "--checkpoint-every", "3", *base]) == 0
+    last = run / "checkpoints" / "last.safetensors"
+    last.unlink()
+    if damage == "fifo":
+        os.mkfifo(last)
+    events = (run / "events.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--out", str(run), "--resume", "--steps", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be resumed without guessing" in err and len(err.strip().splitlines()) == 1
+    assert (run / "events.jsonl").read_bytes() == events
+
+
+def test_a_noise_free_sigma_range_is_refused(tmp_path, capsys):
+    from denoise_studio.cli import main
+    for sigma in ("0", "0-0"):
+        assert main(["train", "unet-small", "--sigma", sigma, "--out", str(tmp_path / "r")]) == 2
+        assert "above 0" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
