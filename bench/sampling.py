@@ -67,6 +67,8 @@ def main():
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--amp", default="auto")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--score-only", action="store_true",
+                    help="score the snapshots an earlier call saved in its run folder (no training)")
     ap.add_argument("--samplers", default="ddim:10,ddim:25,ddim:50,ddim:100,ddpm:250,ddpm:1000",
                     help="sampler:steps pairs scored on the final network (earlier snapshots: ddim:50)")
     args = ap.parse_args()
@@ -79,7 +81,7 @@ def main():
                       checkpoint_every=500, seed=0)
     snapshots = sorted(float(m) for m in args.snapshots.split(","))
     step_marks = [args.steps // 4, args.steps // 2, args.steps] if args.steps else []
-    trainer = Trainer(spec, cfg, run=RunFolder.create(run_dir, spec, cfg.to_dict()))
+    trainer = None if args.score_only else Trainer(spec, cfg, run=RunFolder.create(run_dir, spec, cfg.to_dict()))
     t0 = [None]
     saved = []
 
@@ -99,13 +101,25 @@ def main():
             saved.append((m, ev.step, path))
             print(f"snapshot at {m:g} min, step {ev.step}", flush=True)
 
-    trainer.sinks.append(snap)
-    result = trainer.run()
-    why = f": {result.message}" if result.name == "failed" else ""
-    print(f"training {result.name} at step {result.step}{why}", flush=True)
-    if snapshots and not args.steps:   # the time limit ended a hair early: the last snapshot is the final weights
-        last = run_dir / "checkpoints" / "last.safetensors"
-        saved.append((snapshots[-1], result.step, last))
+    if args.score_only:
+        import json
+        minutes = {}   # step -> wall-clock minutes, from the run's own events
+        events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+        start = next(e["time"] for e in events if e["event"] == "step")
+        for e in events:
+            if e["event"] == "step":
+                minutes[e["step"]] = round((e["time"] - start) / 60, 1)
+        for path in sorted(run_dir.glob("snapshot_step*.safetensors"), key=lambda p: int(p.stem[13:])):
+            step = int(path.stem[13:])
+            saved.append((minutes.get(step, 0.0), step, path))
+    else:
+        trainer.sinks.append(snap)
+        result = trainer.run()
+        why = f": {result.message}" if result.name == "failed" else ""
+        print(f"training {result.name} at step {result.step}{why}", flush=True)
+        if snapshots and not args.steps:   # the time limit ended a hair early: the last snapshot is the final weights
+            last = run_dir / "checkpoints" / "last.safetensors"
+            saved.append((snapshots[-1], result.step, last))
 
     reference = thumbnails(torch.from_numpy(make_shapes(args.n, seed=101)).float() / 255)
     real = torch.from_numpy(make_shapes(args.n, seed=202)).float() / 255
