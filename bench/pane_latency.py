@@ -54,7 +54,7 @@ def main():
         g0 = pane.generation
         t0 = time.perf_counter()
         pane.sigma.setValue(15 + 10 * (i % 4) + (i // 4))   # always a new value
-        wait(lambda: pane.generation > g0 and any(k[0] == pane.generation for k in marks) and not pane.busy)
+        wait(lambda g0=g0: pane.generation > g0 and any(k[0] == pane.generation for k in marks) and not pane.busy)
         g = pane.generation
         network.append(min(t for (gen, stage, _), t in marks.items() if gen == g and stage == "network") - t0)
         everything.append(max(t for (gen, _, _), t in marks.items() if gen == g) - t0)

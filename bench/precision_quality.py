@@ -19,6 +19,10 @@ from denoise_studio.core.runfolder import RunFolder
 from denoise_studio.core.trainer import TrainConfig, Trainer
 
 
+def network(lm):
+    return lambda noisy, sigma: denoise(lm, noisy, sigma).reconstruction
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3000)
@@ -36,7 +40,7 @@ def main():
         minutes = (time.time() - t) / 60
         lm = load_model(out / "checkpoints" / "last.safetensors", "cpu")
         name = "fp32 (--amp off)" if amp == "off" else f"--amp auto: {describe('cpu', auto_amp('cpu'))}"
-        methods[name] = (lambda lm: lambda n, s: denoise(lm, n, s).reconstruction)(lm)
+        methods[name] = network(lm)
         rows.append({"training path": name, "minutes": f"{minutes:.1f}"})
     scores = evaluate(methods, (25,))
     for r in rows:
