@@ -10,7 +10,16 @@ from pathlib import Path
 
 from denoise_studio.args import NoiseChoices, positive_int, sigma_range
 from denoise_studio.core.errors import DenoiseError
-from denoise_studio.core.events import FINISH_REASONS
+from denoise_studio.core.events import (
+    FINISH_REASONS,
+    CheckpointEvent,
+    EvalEvent,
+    FailedEvent,
+    FinishedEvent,
+    StartedEvent,
+    StepEvent,
+    dispatch,
+)
 from denoise_studio.core.plan import DEFAULT_STEPS
 
 EXIT_FAILED = 1          # training ran and failed (e.g. the loss became NaN); the run folder says why
@@ -156,40 +165,50 @@ class ProgressPrinter:
         return eta
 
     def __call__(self, ev) -> None:
-        name = ev.name
-        if name == "started":
-            self.total, self.first_step, self.time_limit = ev.total_steps, ev.step, ev.time_limit
-            self.t0 = time.time()
-            resumed = f", resumed from step {ev.resumed_from}" if ev.resumed_from else ""
-            for message in ev.skipped or []:
-                print(f"skipped: {message}", file=sys.stderr)
-            limit = f" or {ev.time_limit:g} s" if ev.time_limit else ""
-            self._line(f"training {ev.params:,} parameters on {ev.device} up to step {ev.total_steps}{limit}"
-                       f"{f' on {ev.world_size} processes' if ev.world_size > 1 else ''}{resumed}")
-        elif name == "step":
-            self.rate = ev.images_per_s if not self.rate else 0.9 * self.rate + 0.1 * ev.images_per_s
-            eta = self.eta(ev.step)
-            text = (f"step {ev.step}/{self.total}  loss {ev.loss:.5f}  {self.rate:.1f} img/s  "
-                    f"ETA {int(eta // 60)}:{int(eta % 60):02d}")
-            if self.tty:
-                bar = int(30 * ev.step / max(self.total, 1))
-                self.stream.write(f"\r[{'#' * bar}{'.' * (30 - bar)}] {text}  ")
-                self.stream.flush()
-            elif ev.step % 10 == 0 or ev.step == 1:
-                self._line(text)
-        elif name == "eval" and self.scored_by == "loss":   # no clean image: the objective's loss is all there is
+        dispatch({StartedEvent: self._started, StepEvent: self._step, EvalEvent: self._eval,
+                  CheckpointEvent: self._checkpoint, FinishedEvent: self._finished, FailedEvent: self._failed}, ev)
+
+    def _started(self, ev) -> None:
+        self.total, self.first_step, self.time_limit = ev.total_steps, ev.step, ev.time_limit
+        self.t0 = time.time()
+        resumed = f", resumed from step {ev.resumed_from}" if ev.resumed_from else ""
+        for message in ev.skipped or []:
+            print(f"skipped: {message}", file=sys.stderr)
+        limit = f" or {ev.time_limit:g} s" if ev.time_limit else ""
+        path = f", {ev.precision}" if ev.precision else ""
+        self._line(f"training {ev.params:,} parameters on {ev.device}{path} up to step {ev.total_steps}{limit}"
+                   f"{f' on {ev.world_size} processes' if ev.world_size > 1 else ''}{resumed}")
+
+    def _step(self, ev) -> None:
+        self.rate = ev.images_per_s if not self.rate else 0.9 * self.rate + 0.1 * ev.images_per_s
+        eta = self.eta(ev.step)
+        text = (f"step {ev.step}/{self.total}  loss {ev.loss:.5f}  {self.rate:.1f} img/s  "
+                f"ETA {int(eta // 60)}:{int(eta % 60):02d}")
+        if self.tty:
+            bar = int(30 * ev.step / max(self.total, 1))
+            self.stream.write(f"\r[{'#' * bar}{'.' * (30 - bar)}] {text}  ")
+            self.stream.flush()
+        elif ev.step % 10 == 0 or ev.step == 1:
+            self._line(text)
+
+    def _eval(self, ev) -> None:
+        if self.scored_by == "loss":   # no clean image: the objective's loss is all there is
             as_is = 10 ** (-ev.noisy_psnr / 10)
             self._line(f"step {ev.step}: validation loss {ev.loss:.5f} (no clean images; the input as it is: "
                        f"{as_is:.5f})")
-        elif name == "eval":
+        else:
             self._line(f"step {ev.step}: validation PSNR {ev.psnr:.2f} dB {self.scored_by} "
                        f"(noisy input {ev.noisy_psnr:.2f} dB)")
-        elif name == "checkpoint" and not ev.best:
+
+    def _checkpoint(self, ev) -> None:
+        if not ev.best:
             self.last_checkpoint = ev.step
-        elif name == "finished":
-            self._line(f"finished at step {ev.step} ({FINISH_REASONS[ev.reason]})")
-        elif name == "failed":
-            self._line(f"failed: {ev.message}" + (f" Last good checkpoint: {ev.checkpoint}" if ev.checkpoint else ""))
+
+    def _finished(self, ev) -> None:
+        self._line(f"finished at step {ev.step} ({FINISH_REASONS[ev.reason]})")
+
+    def _failed(self, ev) -> None:
+        self._line(f"failed: {ev.message}" + (f" Last good checkpoint: {ev.checkpoint}" if ev.checkpoint else ""))
 
     def _line(self, text: str) -> None:
         if self.tty:

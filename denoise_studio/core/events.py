@@ -164,3 +164,12 @@ def event_from_json(d) -> Event | None:
             return None
         values[f.name] = v
     return cls(**values)
+
+
+def dispatch(handlers: dict, ev: Event, *args) -> None:
+    """Call the handler `handlers` has for this event's type, if any: the one way the front ends react
+    to events (a table keyed by event class, so a renamed or new event type cannot be matched by a
+    misspelt string)."""
+    handler = handlers.get(type(ev))
+    if handler is not None:
+        handler(ev, *args)

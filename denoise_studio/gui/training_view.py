@@ -29,7 +29,17 @@ from PySide6.QtWidgets import (
 from denoise_studio.core.analysis import analyze
 from denoise_studio.core.devices import list_devices
 from denoise_studio.core.errors import DenoiseError
-from denoise_studio.core.events import FINISH_REASONS
+from denoise_studio.core.events import (
+    FINISH_REASONS,
+    CheckpointEvent,
+    EvalEvent,
+    FailedEvent,
+    FinishedEvent,
+    PreviewEvent,
+    StartedEvent,
+    StepEvent,
+    dispatch,
+)
 from denoise_studio.core.images import load_image
 from denoise_studio.core.noise import NOISE_PROCESSES
 from denoise_studio.core.plan import (
@@ -589,9 +599,13 @@ class TrainingView(QWidget):
         self._dispatch(ev, live=True)
 
     def _dispatch(self, ev, live: bool) -> None:
-        handler = self._HANDLERS.get(ev.name)
-        if handler is not None:
-            handler(self, ev, live)
+        dispatch(self._handlers, ev, live)
+
+    @property
+    def _handlers(self) -> dict:
+        return {StartedEvent: self._on_started, StepEvent: self._on_step, EvalEvent: self._on_eval,
+                PreviewEvent: self._on_preview, CheckpointEvent: self._on_checkpoint,
+                FinishedEvent: self._on_ended_event, FailedEvent: self._on_ended_event}
 
     def _on_started(self, ev, live: bool) -> None:
         if ev.precision:
@@ -646,9 +660,6 @@ class TrainingView(QWidget):
     def _on_ended_event(self, ev, live: bool) -> None:
         if not live:
             self._follow_ended = "finished" if ev.name == "finished" else f"failed: {ev.message}"
-
-    _HANDLERS = {"started": _on_started, "step": _on_step, "eval": _on_eval, "preview": _on_preview,
-                 "checkpoint": _on_checkpoint, "finished": _on_ended_event, "failed": _on_ended_event}
 
     def on_ended(self, ev) -> None:
         self._set_running(False)

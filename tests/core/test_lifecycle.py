@@ -335,3 +335,12 @@ def test_a_run_from_before_objectives_existed_resumes_as_supervised():
            if k not in ("objective", "synthetic_noise", "gain", "read", "blur")}
     assert "objective" not in RESUME_REQUIRED
     assert TrainConfig.from_dict(old, required=RESUME_REQUIRED).objective == "supervised"
+
+
+def test_dispatch_calls_the_handler_of_the_event_type_only():
+    from denoise_studio.core.events import EvalEvent, StepEvent, dispatch
+    seen = []
+    handlers = {StepEvent: lambda ev, tag: seen.append((ev.step, tag))}
+    dispatch(handlers, StepEvent(step=3, time=0.0), "live")
+    dispatch(handlers, EvalEvent(step=4, time=0.0), "live")   # no handler: ignored
+    assert seen == [(3, "live")]
