@@ -30,3 +30,24 @@ def write_folder(folder, n=6, size=48):
     for i in range(n):
         Image.fromarray(smooth_image(size, size, seed=i)).save(folder / f"img_{i}.png")
     return folder
+
+
+# A timestep-conditioned network small enough to train in a second: for the sampling tests.
+TINY_DDPM_SPEC = dict(TINY_SPEC, name="tiny-ddpm", conditioning="timestep", embedding_dim=8, blocks=[
+    {"type": "conv", "out_channels": 8, "norm": "none", "act": "none"},
+    {"type": "residual", "norm": "group:4", "act": "silu"},
+    {"type": "conv", "out_channels": 3, "norm": "none", "act": "none"},
+])
+
+
+def train_tiny_run(folder, **noise):
+    """A run folder holding the tiny DDPM spec trained 2 steps on shapes (`noise`: TrainConfig fields)."""
+    from denoise_studio.core.runfolder import RunFolder
+    from denoise_studio.core.shapes import shapes_imageset
+    from denoise_studio.core.spec import spec_from_dict
+    from denoise_studio.core.trainer import TrainConfig, Trainer
+    spec = spec_from_dict(TINY_DDPM_SPEC)
+    cfg = TrainConfig(steps=2, batch_size=2, crop=16, eval_every=2, preview_every=2, checkpoint_every=2, **noise)
+    result = Trainer(spec, cfg, run=RunFolder.create(folder, spec, cfg.to_dict()), images=shapes_imageset(8, 2)).run()
+    assert result.name == "finished", result
+    return folder

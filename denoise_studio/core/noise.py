@@ -81,9 +81,40 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
+class AdditiveNoise:
+    """What every process that adds noise to the image itself shares: the network predicts the noise
+    added, in image units (so the loss is the reconstruction's MSE), a level is a σ in [0, 1] units,
+    and the reconstruction is the input minus the prediction."""
+
+    def sigma_of(self, level: torch.Tensor) -> torch.Tensor:
+        """Noise std in [0, 1] image units."""
+        return level
+
+    def prepare(self, y: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
+        """The network input for an image that is already noisy at `level`."""
+        return y
+
+    def reconstruct(self, x, pred, level):
+        return x - pred
+
+    def display_noisy(self, x, level):
+        return x
+
+    def added_noise(self, pred, level):
+        """Predicted noise in image units, for display and histograms."""
+        return pred
+
+    def condition(self, level: torch.Tensor, conditioning: str) -> torch.Tensor | None:
+        if conditioning == "noise_level":
+            return level
+        if conditioning == "timestep":
+            return level * 255.0   # a timestep-like scalar: σ on the 0–255 scale
+        return None
+
+
 @register_noise
 @dataclass
-class GaussianNoise:
+class GaussianNoise(AdditiveNoise):
     sigma_min: float = 5.0    # 0–255 scale
     sigma_max: float = 50.0
     kind: ClassVar[str] = "gaussian"
@@ -112,35 +143,10 @@ class GaussianNoise:
     def level_for_sigma(self, sigma255: float) -> float:
         return sigma255 / 255.0
 
-    def sigma_of(self, level: torch.Tensor) -> torch.Tensor:
-        """Noise std in [0, 1] image units."""
-        return level
-
-    def prepare(self, y: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        """The network input for an image that is already noisy at `level`."""
-        return y
-
     def corrupt(self, x0, level, eps):
         """(network input, training target) for clean x0, levels and unit noise eps."""
         n = level.view(-1, 1, 1, 1).to(x0.dtype) * eps
         return x0 + n, n
-
-    def reconstruct(self, x, pred, level):
-        return x - pred
-
-    def display_noisy(self, x, level):
-        return x
-
-    def added_noise(self, pred, level):
-        """Predicted noise in image units, for display and histograms."""
-        return pred
-
-    def condition(self, level: torch.Tensor, conditioning: str) -> torch.Tensor | None:
-        if conditioning == "noise_level":
-            return level
-        if conditioning == "timestep":
-            return level * 255.0   # a timestep-like scalar: σ on the 0–255 scale
-        return None
 
     def to_dict(self) -> dict:
         return {"noise": "gaussian", "sigma": [self.sigma_min, self.sigma_max]}
@@ -242,7 +248,7 @@ def _mid_grey_sigma(gain: float, read: float) -> float:
 
 @register_noise
 @dataclass
-class PoissonGaussianNoise:
+class PoissonGaussianNoise(AdditiveNoise):
     """Signal-dependent noise, as photon-limited cameras and microscopes produce: on the 0–255
     scale x = a·Poisson(x₀/a) + N(0, b²), so Var[x] = a·x₀ + b² (a: gain, b: read noise). The
     network predicts the noise added, in image units, as for gaussian. The level is fixed by
@@ -277,12 +283,6 @@ class PoissonGaussianNoise:
     def level_for_sigma(self, sigma255: float) -> float:
         return self._level   # the noise is set by (a, b), not by a σ
 
-    def sigma_of(self, level: torch.Tensor) -> torch.Tensor:
-        return level
-
-    def prepare(self, y: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
-        return y
-
     def corrupt(self, x0, level, eps):
         a = self.gain / 255.0
         # The protocol hands over one Gaussian draw; the Poisson draw is seeded from it, so a batch
@@ -292,18 +292,6 @@ class PoissonGaussianNoise:
         photons = torch.poisson((x0.float().clamp(min=0) / a), generator=g).to(x0.dtype)
         n = a * photons - x0 + (self.read / 255.0) * eps
         return x0 + n, n
-
-    def reconstruct(self, x, pred, level):
-        return x - pred
-
-    def display_noisy(self, x, level):
-        return x
-
-    def added_noise(self, pred, level):
-        return pred
-
-    def condition(self, level: torch.Tensor, conditioning: str) -> torch.Tensor | None:
-        return GaussianNoise.condition(self, level, conditioning)   # type: ignore[arg-type]
 
     def to_dict(self) -> dict:
         return {"noise": self.kind, "gain": self.gain, "read": self.read}

@@ -5,28 +5,12 @@ import pytest
 from PIL import Image
 
 from denoise_studio.cli import main
-from denoise_studio.core.runfolder import RunFolder
-from denoise_studio.core.shapes import shapes_imageset
-from denoise_studio.core.spec import ArchitectureSpec
-from denoise_studio.core.trainer import TrainConfig, Trainer
-
-SPEC = ArchitectureSpec(name="tiny-ddpm", conditioning="timestep", embedding_dim=8, blocks=[
-    {"type": "conv", "out_channels": 8, "norm": "none", "act": "none"},
-    {"type": "residual", "norm": "group:4", "act": "silu"},
-    {"type": "conv", "out_channels": 3, "norm": "none", "act": "none"},
-])
-
-
-def _train(folder, **noise):
-    cfg = TrainConfig(steps=2, batch_size=2, crop=16, eval_every=2, preview_every=2, checkpoint_every=2, **noise)
-    run = RunFolder.create(folder, SPEC, cfg.to_dict())
-    assert Trainer(SPEC, cfg, run=run, images=shapes_imageset(8, 2)).run().name == "finished"
-    return folder
+from tests.imagegen import train_tiny_run
 
 
 @pytest.fixture(scope="module")
 def ddpm_run(tmp_path_factory):
-    return _train(tmp_path_factory.mktemp("ddpm") / "run", noise="ddpm", timesteps=30)
+    return train_tiny_run(tmp_path_factory.mktemp("ddpm") / "run", noise="ddpm", timesteps=30)
 
 
 def test_grid_png_has_n_tiles_and_is_the_same_for_the_same_seed(ddpm_run, tmp_path, capsys):
@@ -77,7 +61,7 @@ def test_bad_settings_are_one_line(ddpm_run, tmp_path, capsys, extra, words):
 
 
 def test_a_gaussian_run_says_what_to_train_instead(tmp_path, capsys):
-    run = _train(tmp_path / "gauss", noise="gaussian")
+    run = train_tiny_run(tmp_path / "gauss", noise="gaussian")
     assert main(["sample", str(run), "--out", str(tmp_path / "g.png")]) == 2
     err = capsys.readouterr().err
     assert "--noise ddpm" in err and len(err.strip().splitlines()) == 1

@@ -8,28 +8,13 @@ import pytest
 
 from denoise_studio.core import plan
 from denoise_studio.core.precision import auto_amp, describe
-from denoise_studio.core.runfolder import RunFolder
-from denoise_studio.core.shapes import shapes_imageset
-from denoise_studio.core.spec import ArchitectureSpec
-from denoise_studio.core.trainer import TrainConfig, Trainer
-
-SPEC = ArchitectureSpec(name="tiny-ddpm", conditioning="timestep", embedding_dim=8, blocks=[
-    {"type": "conv", "out_channels": 8, "norm": "none", "act": "none"},
-    {"type": "residual", "norm": "group:4", "act": "silu"},
-    {"type": "conv", "out_channels": 3, "norm": "none", "act": "none"},
-])
-
-
-def _train(folder, **noise):
-    cfg = TrainConfig(steps=2, batch_size=2, crop=16, eval_every=2, preview_every=2, checkpoint_every=2, **noise)
-    run = RunFolder.create(folder, SPEC, cfg.to_dict())
-    assert Trainer(SPEC, cfg, run=run, images=shapes_imageset(8, 2)).run().name == "finished"
-    return folder
+from denoise_studio.core.trainer import TrainConfig
+from tests.imagegen import train_tiny_run
 
 
 @pytest.fixture(scope="module")
 def ddpm_run(tmp_path_factory):
-    return _train(tmp_path_factory.mktemp("ddpm") / "run", noise="ddpm", timesteps=30)
+    return train_tiny_run(tmp_path_factory.mktemp("ddpm") / "run", noise="ddpm", timesteps=30)
 
 
 def test_the_sample_tab_samples_from_the_open_runs_newest_checkpoint(window, ddpm_run, qtbot):
@@ -65,8 +50,8 @@ def test_a_dropped_image_brings_the_denoise_tab_back(window, tmp_path):
     assert window.centre.currentWidget() is window.image_pane
 
 
-def test_a_gaussian_network_gets_one_line_saying_what_to_train(window, tmp_path, qtbot):
-    assert window.training.open_run(_train(tmp_path / "gauss", noise="gaussian"))
+def test_a_gaussian_network_gets_one_line_saying_what_totrain_tiny_run(window, tmp_path, qtbot):
+    assert window.training.open_run(train_tiny_run(tmp_path / "gauss", noise="gaussian"))
     view = window.sample_view
     assert view.start()
     qtbot.waitUntil(lambda: not view.running, timeout=60_000)
@@ -74,7 +59,7 @@ def test_a_gaussian_network_gets_one_line_saying_what_to_train(window, tmp_path,
     assert "ddpm" in text.lower() and "shapes" in text and not view.frames and "\n" not in text
 
 
-def test_without_any_network_the_tab_says_what_to_train(window, monkeypatch, tmp_path):
+def test_without_any_network_the_tab_says_what_totrain_tiny_run(window, monkeypatch, tmp_path):
     from denoise_studio.core import presets
     monkeypatch.setattr(presets, "pretrained_path", lambda: tmp_path / "none.safetensors")
     assert window.training.current_run is None and window.newest_model() is None

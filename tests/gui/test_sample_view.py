@@ -7,19 +7,14 @@ import torch
 from PIL import Image
 
 from denoise_studio.core.inference import model_from_spec
-from denoise_studio.core.spec import ArchitectureSpec
+from denoise_studio.core.spec import spec_from_dict
 from denoise_studio.gui.sample_view import SampleView
-
-SPEC = ArchitectureSpec(name="tiny-ddpm", conditioning="timestep", embedding_dim=8, blocks=[
-    {"type": "conv", "out_channels": 8, "norm": "none", "act": "none"},
-    {"type": "residual", "norm": "group:4", "act": "silu"},
-    {"type": "conv", "out_channels": 3, "norm": "none", "act": "none"},
-])
+from tests.imagegen import TINY_DDPM_SPEC
 
 
 def make_view(qtbot, noise):
     torch.manual_seed(0)
-    lm = model_from_spec(SPEC, noise)
+    lm = model_from_spec(spec_from_dict(TINY_DDPM_SPEC), noise)
     view = SampleView()
     view.model_provider = lambda: lm
     view.resize(900, 600)
