@@ -5,24 +5,10 @@ import os
 import signal
 import time
 
-import pytest
 from PySide6.QtCore import Qt
 
-from denoise_studio.core.spec import spec_from_dict
+from tests.gui.conftest import CHILD_TIMEOUT_MS
 from tests.imagegen import TINY_SPEC, write_folder
-
-CHILD_TIMEOUT_MS = 120_000
-
-
-@pytest.fixture
-def view(window, tmp_path):
-    window.doc.load(spec_from_dict(TINY_SPEC))
-    v = window.training
-    v.set_data_folder(str(write_folder(tmp_path / "data", n=5, size=40)))
-    v.crop.setValue(16)
-    v.batch.setValue(4)
-    v.lr.setValue(0.003)
-    return v
 
 
 def steps_seen(v):
