@@ -29,11 +29,23 @@ from denoise_studio.core.inference import (
     psnr_sweep,
 )
 from denoise_studio.core.metrics import psnr, ssim
+from denoise_studio.core.objectives import OBJECTIVES
 
 # Fastest first, so the baselines stream in after the network and the slowest never holds
 # the others back (seconds on a 512² colour image, 2 busy cores).
 BASELINE_ORDER = ("gaussian", "wavelet", "nl-means", "median", "tv")   # 0.02, 0.07, 0.16, 0.27, 0.53
 assert set(BASELINE_ORDER) == set(BASELINES)
+
+
+def self_supervised_objective(lm: LoadedModel | None) -> str | None:
+    """The objective a loaded network was trained with, when it is a self-supervised one (n2v,
+    ne2ne: trained on the user's noisy images themselves, as its checkpoint's config says); None
+    for a supervised network, one without a config, or none."""
+    config = (lm.meta or {}).get("config") if lm is not None else None
+    objective = config.get("objective") if isinstance(config, dict) else None
+    if isinstance(objective, str) and objective in OBJECTIVES and OBJECTIVES[objective].self_supervised:
+        return objective
+    return None
 
 
 class Cancelled(Exception):

@@ -57,6 +57,7 @@ from denoise_studio.gui.image_jobs import (
     ImageRequest,
     ImageResult,
     JobSignals,
+    self_supervised_objective,
 )
 
 PANES = ("clean", "noisy", "noise", "reconstruction", "error", "compare")
@@ -99,7 +100,11 @@ def describe_network(lm) -> str:
         return f"network: {lm.spec.name} (untrained)"
     run = path.parent.parent.name if path.parent.name == "checkpoints" else path.name
     step = (lm.meta or {}).get("step")
-    return f"network: run {run}" + (f", step {int(step):,}" if step is not None else "")
+    text = f"network: run {run}" + (f", step {int(step):,}" if step is not None else "")
+    objective = self_supervised_objective(lm)
+    if objective:
+        text += f" ({objective}, trained on noisy images alone)"
+    return text
 
 
 class ImageCell(QWidget):
@@ -140,6 +145,9 @@ class ImagePane(QWidget):
         self.setObjectName("ImagePane")
         self.setAccessibleName("Image pane")
         self.model_provider = lambda: None    # MainWindow gives the current network
+        # For "already noisy": the network trained for the user's own noisy images (the newest run's,
+        # when it was trained self-supervised), else None and the current network serves.
+        self.noisy_model_provider = lambda: None
         self.selected_block = -1
         # The network and the rest each get a thread: a baseline still running never delays
         # the network's answer to the next σ.
@@ -292,7 +300,7 @@ class ImagePane(QWidget):
         self.hist.setObjectName("NoiseHistogram")
         self.hist.setLabel("bottom", "noise value (0–255 scale)")
         self.hist.setLabel("left", "density")
-        self.hist.addLegend(offset=(-10, 10))
+        self.hist_legend = self.hist.addLegend(offset=(-10, 10))
         self.hist_pred = self.hist.plot(pen=pg.mkPen("#1f4e9c", width=2), name="predicted", stepMode="center")
         self.hist_true = self.hist.plot(pen=pg.mkPen("#e45756", width=2), name="true", stepMode="center")
         tabs.addTab(self.hist, "Noise histogram")
@@ -378,6 +386,7 @@ class ImagePane(QWidget):
         self.page = "network"
         self._place_cells()
         self._update_selector()
+        self.update_histogram()   # no picture yet: no true noise in the legend either
 
     # ------------------------------------------------------------------ pages and the view
     def _page_names(self, key: str | None = None) -> tuple:
@@ -489,8 +498,17 @@ class ImagePane(QWidget):
         self._debounce.stop()
         self.rerun()
 
+    def network(self):
+        """The network the pane uses now: in "already noisy" mode the one trained self-supervised on
+        the user's noisy images when there is one, otherwise the current network."""
+        if self.mode.currentData() == "noisy":
+            model = self.noisy_model_provider()
+            if model is not None:
+                return model
+        return self.model_provider()
+
     def _sigma_moved(self, v: int) -> None:
-        model = self.model_provider()
+        model = self.network()
         extra = ""
         if model is not None and model.noise.has_timesteps:
             extra = f" (t {int(model.noise.level_for_sigma(v))})"
@@ -536,7 +554,7 @@ class ImagePane(QWidget):
             self.zoom = None
         self.generation += 1
         gen = self.generation
-        model = self.model_provider()
+        model = self.network()
         self.network_label.setText(describe_network(model))
         req = ImageRequest(gen, self.source.pixels, self.source.grey, self.mode.currentData(),
                            float(self.sigma.value()) if self.mode.currentData() == "add" else None,
@@ -692,8 +710,17 @@ class ImagePane(QWidget):
         self.items["compare"].setImage(np.clip(out, 0, 1), levels=(0, 1))
         self.titles["compare"].setText(f"wipe: {self.wipe_a.currentText()} | {self.wipe_b.currentText()}")
 
+    def _legend_true(self, shown: bool) -> None:
+        """The legend names the true noise only while its curve is drawn (none for a real photo)."""
+        listed = any(sample.item is self.hist_true for sample, _ in self.hist_legend.items)
+        if shown and not listed:
+            self.hist_legend.addItem(self.hist_true, "true")
+        elif listed and not shown:
+            self.hist_legend.removeItem(self.hist_true)
+
     def update_histogram(self) -> None:
         pred, true = self.images.get("noise"), self.images.get("true_noise")
+        self._legend_true(pred is not None and true is not None)
         if pred is None:
             self.hist_pred.setData([], [])
             self.hist_true.setData([], [])
@@ -727,7 +754,7 @@ class ImagePane(QWidget):
     def update_features(self) -> None:
         if self.tabs.currentWidget() is not self.features:
             return
-        model = self.model_provider()
+        model = self.network()
         if model is None or self.source is None or not 0 <= self.selected_block < len(model.model.blocks):
             self.features.clear()
             return
@@ -749,7 +776,7 @@ class ImagePane(QWidget):
 
     # ------------------------------------------------------------------ batch
     def run_batch(self, paths: list[str], out_dir=None) -> bool:
-        model = self.model_provider()
+        model = self.network()
         if model is None:
             self.show_error("Batch denoising needs a trained network: train one or open a run first.")
             return False

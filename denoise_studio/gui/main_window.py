@@ -114,11 +114,13 @@ class MainWindow(QMainWindow):
         self._model_cache: tuple | None = None
         self._sample_cache: tuple | None = None
         self.image_pane.model_provider = self.current_model
+        self.image_pane.noisy_model_provider = self.self_supervised_model
         self.image_pane.status.connect(self.show_message)
         self.sample_view.model_provider = self.newest_model
         self.sample_view.status.connect(self.show_message)
         self.training.preview.connect(self._show_preview)
         self.training.preset_requested.connect(self.open_preset)
+        self.training.objective_changed.connect(self.builder.summary.set_objective)
         self.doc.selection_changed.connect(self.image_pane.set_selected_block)
         self.training.checkpoint_saved.connect(self._new_checkpoint)
         self.doc.changed.connect(self._update_status)
@@ -377,6 +379,15 @@ class MainWindow(QMainWindow):
                     return None
             return self._sample_cache[1]
         return None
+
+    def self_supervised_model(self):
+        """For the image pane's "already noisy" mode: the newest run's network (newest_model) when it
+        was trained self-supervised (n2v, ne2ne: on the user's own noisy images); else None."""
+        if self.training.current_run is None:
+            return None
+        from denoise_studio.gui.image_jobs import self_supervised_objective
+        model = self.newest_model()
+        return model if self_supervised_objective(model) else None
 
     def _new_checkpoint(self, path: str) -> None:
         if self.image_pane.source is not None and not self.image_pane.busy:

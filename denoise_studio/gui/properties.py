@@ -20,7 +20,9 @@ from PySide6.QtWidgets import (
 )
 
 from denoise_studio.core.blocks import ACTIVATIONS, BLOCK_TYPES, block_type_name, parse_norm, show
+from denoise_studio.core.errors import DenoiseError
 from denoise_studio.core.limits import cap
+from denoise_studio.core.objectives import objective_problems
 from denoise_studio.core.spec import CONDITIONING
 from denoise_studio.format import count, shape_text, size_bytes
 from denoise_studio.gui.document import SpecDocument
@@ -253,6 +255,7 @@ class ModelSummary(QWidget):
         self.setObjectName("ModelSummary")
         self.setAccessibleName("Model summary")
         self.doc = doc
+        self.objective, self.crop = "supervised", 64   # the training panel's choice (set_objective)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
@@ -314,9 +317,29 @@ class ModelSummary(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, issue)
             item.setForeground(Qt.GlobalColor.darkRed if issue.level == "error" else Qt.GlobalColor.darkYellow)
             self.issues.addItem(item)
-        if not a.issues:
+        needs = self.objective_problems()
+        for message in needs:   # what the training panel's objective needs of the network: no one-click fix
+            item = QListWidgetItem(f"ERROR · Network, for {self.objective} training: {message}")
+            item.setToolTip(f"The training panel's objective is {self.objective}; choose supervised there, or "
+                            "change the network as this says.")
+            item.setForeground(Qt.GlobalColor.darkRed)
+            self.issues.addItem(item)
+        if not a.issues and not needs:
             self.issues.addItem("No problems: this network builds and predicts noise at the input's size.")
         self.fix_button.setEnabled(any(i.patch for i in a.issues))
+
+    def set_objective(self, objective: str, crop: int) -> None:
+        """The objective and crop chosen in the training panel: a self-supervised one adds what it
+        needs of the network to the problems list (core.objectives.objective_problems)."""
+        if (objective, crop) != (self.objective, self.crop):
+            self.objective, self.crop = objective, crop
+            self.refresh()
+
+    def objective_problems(self) -> list[str]:
+        try:
+            return objective_problems(self.doc.spec, self.objective, self.crop)
+        except DenoiseError as e:   # an objective this version does not know
+            return [str(e)]
 
     def _issue_clicked(self, item) -> None:
         issue = item.data(Qt.ItemDataRole.UserRole)

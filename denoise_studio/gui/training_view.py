@@ -42,6 +42,7 @@ from denoise_studio.core.events import (
 )
 from denoise_studio.core.images import load_image
 from denoise_studio.core.noise import NOISE_PROCESSES
+from denoise_studio.core.objectives import OBJECTIVES
 from denoise_studio.core.plan import (
     DEFAULT_STEPS,
     RECOMMENDED_PRESET,
@@ -76,6 +77,23 @@ FOLDER_LABEL = "choose a folder…"
 DATA_LABELS = {BUILTIN_LABEL: "builtin", SHAPES_LABEL: "shapes"}   # the rest are folders
 # The precision choices: (label, TrainConfig.amp). auto follows the hardware (core.precision).
 PRECISIONS = (("auto (fastest for the hardware)", "auto"), ("fp32", "off"), ("bf16 autocast", "bf16"))
+# What each objective needs, for its tooltip (an objective without an entry gets one from its flags).
+OBJECTIVE_TIPS = {
+    "supervised": "Needs clean images: the noise process corrupts them and the network learns the noise added.",
+    "n2v": "Noise2Void: learns from noisy images alone (no clean image needed). Each pixel is predicted from "
+           "its neighbours, so the network needs more than 1×1 layers.",
+    "ne2ne": "Neighbor2Neighbor: learns from noisy images alone (no clean image needed), from pairs of "
+             "sub-images of each noisy image; it trains on half-size crops.",
+}
+SYNTHETIC_LABEL = "Add synthetic noise to these (clean) images"
+
+
+def objective_tip(name: str) -> str:
+    if name in OBJECTIVE_TIPS:
+        return OBJECTIVE_TIPS[name]
+    if OBJECTIVES[name].self_supervised:
+        return f"{name}: learns from noisy images alone (no clean image needed)."
+    return f"{name}: needs clean images."
 
 
 class DeviceSelector(QComboBox):
@@ -104,6 +122,9 @@ class TrainingView(QWidget):
     # (or None), and whether it comes live from this app's run (else from a run folder read back).
     preview = Signal(int, object, float, object, bool)
     preset_requested = Signal(str)   # the user asked for a preset (the data source's recommended one)
+    # The chosen objective and the crop it would train with (rounded): the builder lists what the
+    # objective needs of the network (core.objectives.objective_problems).
+    objective_changed = Signal(str, int)
 
     def __init__(self, doc: SpecDocument, parent=None):
         super().__init__(parent)
@@ -132,7 +153,7 @@ class TrainingView(QWidget):
         root = QHBoxLayout(self)
         root.setContentsMargins(4, 2, 4, 2)
         left_box = QWidget()
-        left_box.setMaximumWidth(540)
+        left_box.setMaximumWidth(600)
         left = QVBoxLayout(left_box)
         left.setContentsMargins(0, 0, 0, 0)
         left.setSpacing(3)
@@ -158,7 +179,24 @@ class TrainingView(QWidget):
         compact(self.data)
         self._data_recipe: dict = {}   # the recipe the current data source applied (undone when leaving it)
         form.addRow("data", self.data)
-        # One row: the noise process, then only its own parameters (σ range, or schedule and T).
+        self.objective = QComboBox()
+        self.objective.setObjectName("ObjectiveChoice")
+        self.objective.setAccessibleName("training objective")
+        for name in OBJECTIVES:
+            self.objective.addItem(name, name)
+            self.objective.setItemData(self.objective.count() - 1, objective_tip(name), Qt.ItemDataRole.ToolTipRole)
+        self.objective.currentIndexChanged.connect(lambda _: self._objective_changed())
+        form.addRow("objective", self.objective)
+        self.synthetic = QCheckBox(SYNTHETIC_LABEL)
+        self.synthetic.setObjectName("SyntheticNoise")
+        self.synthetic.setToolTip("For a self-supervised objective: the folder holds clean images, so corrupt each "
+                                  "once with the noise process below and learn from those noisy copies only "
+                                  "(the built-in samples are always corrupted this way). Unchecked, the images "
+                                  "are taken as the noisy observations themselves.")
+        self.synthetic.toggled.connect(lambda _: self._settings_changed())
+        form.addRow("", self.synthetic)
+        # One row: the noise process, then only its own parameters (σ range, schedule and T, gain and
+        # read noise, blur: the keys its config reads).
         noise_row = QHBoxLayout()
         noise_row.setContentsMargins(0, 0, 0, 0)
         noise_row.setSpacing(3)
@@ -177,6 +215,7 @@ class TrainingView(QWidget):
             w.setValue(v)
             w.setPrefix(prefix)
             w.setToolTip("The range of noise σ trained on (0–255 scale)")
+            w.valueChanged.connect(lambda _: self._settings_changed())
             sig.addWidget(w)
         self.sigma_row = QWidget()
         self.sigma_row.setObjectName("SigmaRange")
@@ -196,10 +235,43 @@ class TrainingView(QWidget):
         self.timesteps.setPrefix("T ")
         ddpm.addWidget(self.schedule)
         ddpm.addWidget(self.timesteps)
+        self.timesteps.valueChanged.connect(lambda _: self._settings_changed())
         self.ddpm_row = QWidget()
         self.ddpm_row.setObjectName("TimestepSchedule")
         self.ddpm_row.setLayout(ddpm)
         noise_row.addWidget(self.ddpm_row, 1)
+        pg = QHBoxLayout()
+        pg.setContentsMargins(0, 0, 0, 0)
+        pg.setSpacing(2)
+        self.gain, self.read = QDoubleSpinBox(), QDoubleSpinBox()
+        for w, name, v, lo, prefix, tip in (
+                (self.gain, "GainSpin", TrainConfig.gain, 0.1, "gain ",
+                 "Poisson–Gaussian gain a (0–255 scale): the signal-dependent part, Var = a·x + b²"),
+                (self.read, "ReadNoiseSpin", TrainConfig.read, 0.0, "read ",
+                 "Poisson–Gaussian read noise b: the std of the signal-independent part (0–255 scale)")):
+            w.setObjectName(name)
+            w.setRange(lo, 255)
+            w.setDecimals(1)
+            w.setValue(v)
+            w.setPrefix(prefix)
+            w.setToolTip(tip)
+            w.valueChanged.connect(lambda _: self._settings_changed())
+            pg.addWidget(w)
+        self.poisson_row = QWidget()
+        self.poisson_row.setObjectName("PoissonGaussianSettings")
+        self.poisson_row.setLayout(pg)
+        noise_row.addWidget(self.poisson_row, 1)
+        self.blur = QDoubleSpinBox()
+        self.blur.setObjectName("BlurSpin")
+        self.blur.setRange(0.1, 5.0)
+        self.blur.setDecimals(1)
+        self.blur.setSingleStep(0.1)
+        self.blur.setValue(TrainConfig.blur)
+        self.blur.setPrefix("blur ")
+        self.blur.setToolTip("Correlated noise: the std in pixels of the kernel that correlates neighbouring "
+                             "pixels' noise")
+        self.blur.valueChanged.connect(lambda _: self._settings_changed())
+        noise_row.addWidget(self.blur)
         form.addRow("noise", noise_row)
         self.amp = QComboBox()
         self.amp.setObjectName("PrecisionChoice")
@@ -218,6 +290,7 @@ class TrainingView(QWidget):
         form.addRow("", self.precision_label)
         form = form2   # second column: sizes, schedule, speed
         self.crop = self._spin(form, "crop", TrainConfig.crop, 8, 1024, 8)
+        self.crop.valueChanged.connect(lambda _: self._settings_changed())
         self.batch = self._spin(form, "batch size", TrainConfig.batch_size, 1, 4096)
         self.steps = self._spin(form, "steps", DEFAULT_STEPS, 1, 10_000_000, 100)
         self.steps.setToolTip("The run's total number of steps; Resume run continues up to it.")
@@ -317,10 +390,13 @@ class TrainingView(QWidget):
         tabs.addTab(self.loss_plot, "Loss")
         tabs.addTab(self.grad_strip, "Gradient norms")
         root.addWidget(tabs, 1)
+        self._settings_problem = ""   # the live settings problem the message line shows, if any
         self._noise_changed("gaussian")
+        self._objective_changed()
         self._device_changed()
         self.current_run = None
         self._set_running(False)
+        doc.changed.connect(self._settings_changed)   # what an objective needs depends on the network
 
     @property
     def current_run(self) -> Path | None:
@@ -353,13 +429,58 @@ class TrainingView(QWidget):
 
     # --- settings ---
     def _noise_changed(self, kind: str) -> None:
-        """Only the chosen process's parameters show: a σ range, or the timestep schedule and T."""
+        """Only the chosen process's parameters show (the keys its config reads): a σ range, the
+        timestep schedule and T, gain and read noise, the correlation's blur."""
         process = NOISE_PROCESSES.get(kind)
-        timesteps = bool(process is not None and process.has_timesteps)
-        self.sigma_row.setEnabled(not timesteps)
-        self.ddpm_row.setEnabled(timesteps)
-        self.sigma_row.setVisible(not timesteps)
-        self.ddpm_row.setVisible(timesteps)
+        keys = process.config_keys if process is not None else frozenset({"sigma"})
+        for row, shown in ((self.sigma_row, "sigma" in keys), (self.ddpm_row, bool(keys & {"schedule", "timesteps"})),
+                           (self.poisson_row, bool(keys & {"gain", "read"})), (self.blur, "blur" in keys)):
+            row.setEnabled(shown)
+            row.setVisible(shown)
+        self._settings_changed()
+
+    def _objective_changed(self) -> None:
+        """The synthetic-noise choice is for self-supervised objectives only; the crop snaps to what
+        the objective trains on; the builder hears what the objective needs of the network."""
+        name = self.objective.currentData()
+        self_supervised = OBJECTIVES[name].self_supervised
+        self.synthetic.setEnabled(self_supervised)
+        self.objective.setToolTip(objective_tip(name))
+        rounded = self._rounded_crop()
+        if rounded != self.crop.value():
+            self.crop.setValue(rounded)   # → _settings_changed
+        else:
+            self._settings_changed()
+
+    def _rounded_crop(self, crop: int | None = None) -> int:
+        """The crop a run would use: snapped to the network's downsampling factor times the
+        objective's crop multiple (core.plan.round_crop)."""
+        objective = OBJECTIVES[self.objective.currentData()]
+        return round_crop(self.crop.value() if crop is None else crop, self.doc.spec, objective.crop_multiple)
+
+    def settings_problems(self) -> list[str]:
+        """Everything wrong with the panel's settings for the builder's network, one sentence each
+        (TrainConfig.problems: the one place settings are checked)."""
+        try:
+            return self.config().problems(self.doc.spec)
+        except DenoiseError as e:   # a network the analysis cannot read: the builder says why
+            return [str(e)]
+
+    def _settings_changed(self, *_) -> None:
+        """Tell the builder the objective and crop; show the first settings problem on the message
+        line at once (it is cleared when fixed, unless something else has replaced it since)."""
+        if not hasattr(self, "_settings_problem"):   # still being built
+            return
+        self.objective_changed.emit(self.objective.currentData(), self._rounded_crop())
+        if self.running:
+            return
+        problems = self.settings_problems()
+        text = f"Settings: {problems[0]}" if problems else ""
+        if text:
+            self.message.setText(text)
+        elif self.message.text() == self._settings_problem:
+            self.message.setText("")
+        self._settings_problem = text
 
     def _device_type(self) -> str:
         dev = self.device_selector.device()
@@ -420,15 +541,19 @@ class TrainingView(QWidget):
             self.preset_button.show()
         else:
             self.preset_button.hide()
+        self._settings_changed()   # a correlated-noise problem depends on whether the data gets noise added
 
     def _set_setting(self, key: str, value) -> None:
         widgets = {"crop": self.crop, "batch_size": self.batch, "steps": self.steps, "lr": self.lr,
-                   "timesteps": self.timesteps, "seed": self.seed}
-        combos = {"noise": self.noise, "schedule": self.schedule}
+                   "timesteps": self.timesteps, "seed": self.seed, "gain": self.gain, "read": self.read,
+                   "blur": self.blur}
+        combos = {"noise": self.noise, "schedule": self.schedule, "objective": self.objective}
         if key in widgets:
             widgets[key].setValue(value)
         elif key in combos:
             combos[key].setCurrentText(str(value))
+        elif key == "synthetic_noise":
+            self.synthetic.setChecked(bool(value))
         elif key == "sigma":
             self.sigma_lo.setValue(value[0])
             self.sigma_hi.setValue(value[1])
@@ -461,13 +586,17 @@ class TrainingView(QWidget):
         self._apply_recipe(folder or "builtin")
 
     def config(self) -> TrainConfig:
+        """The run the panel's settings describe; the crop is the one it would train with (round_crop)."""
         dev = self.device_selector.device()
         data = self.data.currentText()
+        objective = self.objective.currentData()
         return TrainConfig(
             data="builtin" if data == FOLDER_LABEL else DATA_LABELS.get(data, data),
-            steps=self.steps.value(), batch_size=self.batch.value(), crop=self.crop.value(), lr=self.lr.value(),
-            seed=self.seed.value(), device=dev, noise=self.noise.currentText(),
+            steps=self.steps.value(), batch_size=self.batch.value(), crop=self._rounded_crop(), lr=self.lr.value(),
+            seed=self.seed.value(), device=dev, objective=objective, noise=self.noise.currentText(),
             sigma=(self.sigma_lo.value(), max(self.sigma_lo.value(), self.sigma_hi.value())),
+            gain=self.gain.value(), read=self.read.value(), blur=self.blur.value(),
+            synthetic_noise=OBJECTIVES[objective].self_supervised and self.synthetic.isChecked(),
             schedule=self.schedule.currentText(), timesteps=self.timesteps.value(),
             amp=self.amp.currentData(),
             compile=self.compile.isChecked(), **cadences(self.steps.value()))
@@ -484,8 +613,7 @@ class TrainingView(QWidget):
     def start(self) -> bool:
         if self.session.running:
             return False
-        spec, cfg = self.doc.spec, self.config()
-        cfg.crop = round_crop(cfg.crop, spec)
+        spec, cfg = self.doc.spec, self.config()   # its crop is already rounded for the objective
         self.crop.setValue(cfg.crop)
         a = analyze(spec, cfg.crop)
         if not a.valid:
