@@ -96,8 +96,9 @@ def main():
             if args.steps:
                 step_marks.pop(0)
             path = run_dir / f"snapshot_step{ev.step}.safetensors"
-            save_checkpoint(path, trainer.model, {"format": CHECKPOINT_FORMAT, "version": 1, "spec": spec.to_dict(),
-                                                  "config": cfg.to_dict(), "noise": NOISE, "step": ev.step})
+            meta = {"format": CHECKPOINT_FORMAT, "version": 1, "spec": spec.to_dict(), "config": cfg.to_dict(),
+                    "noise": NOISE, "step": ev.step}
+            save_checkpoint(path, trainer.eval_model, meta)   # the weights' average, as run checkpoints hold
             saved.append((m, ev.step, path))
             print(f"snapshot at {m:g} min, step {ev.step}", flush=True)
 

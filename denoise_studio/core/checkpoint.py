@@ -2,6 +2,10 @@
 metadata as JSON in its header: spec, config, step, history. Written atomically; never
 unpickled, so a checkpoint from a stranger cannot run code.
 
+`model.*` are the weights every reader uses: with an exponential moving average on (the
+trainer's default) they are the average, and the raw weights the optimizer was stepping ride
+along as `train.*`, read only to resume training.
+
 Loading trusts nothing in the file: it is read only if it is a regular file under the size cap,
 its header is sized and parsed before any tensor, the metadata passes one schema
 (`validate_meta`), the stored spec passes validation, and every tensor's name, dtype and shape
@@ -54,6 +58,7 @@ class Checkpoint:
     model_state: dict
     optimizer_state: dict | None
     spec: ArchitectureSpec | None = None   # the stored spec, validated
+    train_state: dict | None = None        # the raw weights behind an averaged model_state (to resume)
 
     def __post_init__(self):
         if self.spec is None:
@@ -76,8 +81,16 @@ def _optimizer_tensors(optimizer) -> tuple[dict, dict]:
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def save_checkpoint(path, model: torch.nn.Module, meta: dict, optimizer=None) -> None:
-    tensors = {f"model.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+def _weights(prefix: str, model: torch.nn.Module) -> dict:
+    return {f"{prefix}.{k}": v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def save_checkpoint(path, model: torch.nn.Module, meta: dict, optimizer=None,
+                    train_model: torch.nn.Module | None = None) -> None:
+    """model: the weights to use (an average, when train_model holds the raw ones to resume from)."""
+    tensors = _weights("model", model)
+    if train_model is not None:
+        tensors.update(_weights("train", train_model))
     meta = dict(meta)
     if optimizer is not None:
         opt_tensors, meta["optimizer"] = _optimizer_tensors(optimizer)
@@ -208,7 +221,7 @@ def _check_tensors(entries: dict, spec: ArchitectureSpec, path) -> None:
                 raise CheckpointError(f"{path}: optimizer tensor {name[:60]!r} is {dtype}, not floating point; "
                                       "the file was damaged or made by something other than Denoise Studio.")
             continue
-        want = expected.get(name)
+        want = expected.get("model." + name[6:] if name.startswith("train.") else name)
         if want is None:
             mismatch(f"unexpected tensor {name[:60]!r}")
         if shape != list(want.shape):
@@ -218,6 +231,9 @@ def _check_tensors(entries: dict, spec: ArchitectureSpec, path) -> None:
         if not want.dtype.is_floating_point and dtype != ST_DTYPE.get(want.dtype):
             mismatch(f"{name[6:]} is {dtype}, the spec needs {ST_DTYPE.get(want.dtype)}")
     missing = sorted(set(expected) - set(entries))
+    raw = {"model." + n[6:] for n in entries if n.startswith("train.")}
+    if raw and raw != set(expected):   # the raw weights come whole or not at all
+        missing = sorted("train." + n[6:] for n in set(expected) - raw)
     if missing:
         mismatch(f"missing {missing[0][6:]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
 
@@ -243,6 +259,7 @@ def load_checkpoint(path) -> Checkpoint:
             raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values; the training that wrote "
                                   "it diverged, or the file was damaged. Use an earlier checkpoint.")
     model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    train_state = {k[6:]: v for k, v in tensors.items() if k.startswith("train.")} or None
     optim = meta.get("optimizer")
     optimizer_state = None
     if optim:
@@ -255,12 +272,15 @@ def load_checkpoint(path) -> Checkpoint:
             pid, name = _groups(SCALAR_KEY, k)
             state.setdefault(int(pid), {})[name] = v
         optimizer_state = {"state": state, "param_groups": optim["param_groups"]}
-    return Checkpoint(path, meta, model_state, optimizer_state, spec)
+    return Checkpoint(path, meta, model_state, optimizer_state, spec, train_state)
 
 
-def load_weights(model: torch.nn.Module, ckpt: Checkpoint) -> None:
+def load_weights(model: torch.nn.Module, ckpt: Checkpoint, raw: bool = False) -> None:
+    """The weights to use, or with raw=True the ones training continues from (the same when the
+    checkpoint holds no average)."""
+    state = ckpt.train_state if raw and ckpt.train_state is not None else ckpt.model_state
     try:
-        model.load_state_dict(ckpt.model_state, strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
         raise CheckpointError(f"{ckpt.path}: its weights do not match its spec ({first[:160]}).") from None

@@ -35,6 +35,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup: int = 50                 # steps of linear warm-up, then cosine decay to 1% of lr
     grad_clip: float = 1.0           # max gradient norm; 0 disables
+    ema: float = 0.999               # decay of the weights' moving average, which checkpoints hold; 0 disables
     seed: int = 0
     device: str = "auto"
     amp: str = "auto"                # auto (bf16 on CUDA), off, bf16, fp16
@@ -151,7 +152,7 @@ _INTS: dict[str, tuple[int, int | str, int]] = {
 _FLOATS: dict[str, tuple[bool, float, float]] = {   # (zero allowed, highest, example)
     "lr": (False, 10.0, 0.002), "weight_decay": (True, 10.0, 0.0), "grad_clip": (True, 1e6, 1.0),
     "time_limit": (False, 10 * 365 * 86400, 600), "gain": (False, 255.0, 4.0), "read": (True, 255.0, 10.0),
-    "blur": (False, 5.0, 1.0)}
+    "blur": (False, 5.0, 1.0), "ema": (True, 0.99999, 0.999)}
 _OPTIONAL = {"channels_last", "threads", "time_limit"}
 
 

@@ -9,6 +9,7 @@ batch computes; rank 0 alone writes the run folder.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import threading
@@ -145,6 +146,8 @@ class Trainer:
         self.precision = describe(dev.type, amp)
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.amp_dtype == torch.float16)
+        # The moving average of the weights: what evaluation, previews and checkpoints use (free at inference).
+        self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.ema else None
         opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.forward: Any = self.model
@@ -239,7 +242,9 @@ class Trainer:
         if path is None:   # resume=True without a run folder to resume from: nothing to load
             return
         ckpt = load_checkpoint(path)
-        load_weights(self.model, ckpt)
+        load_weights(self.model, ckpt, raw=True)
+        if self.ema_model is not None:
+            load_weights(self.ema_model, ckpt)
         if ckpt.optimizer_state is not None:
             self.optimizer.load_state_dict(ckpt.optimizer_state)
         self.step = ckpt.step
@@ -249,6 +254,23 @@ class Trainer:
         self.resumed_from = ckpt.step
 
     # --- the pieces of a step ---
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The network evaluation, previews and checkpoints use: the average when there is one."""
+        return self.ema_model if self.ema_model is not None else self.model
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """ema ← d·ema + (1 − d)·weights, with d ramping up from 0.1 (Polyak averaging over a run's
+        second half until d reaches the configured decay); buffers are copied."""
+        if self.ema_model is None:
+            return
+        d = min(self.config.ema, (1 + self.step) / (10 + self.step))
+        ema = list(self.ema_model.parameters())
+        torch._foreach_lerp_(ema, [p.detach() for p in self.model.parameters()], 1 - d)
+        for e, b in zip(self.ema_model.buffers(), self.model.buffers(), strict=True):
+            e.copy_(b)
+
     def _condition(self, level):
         c = self.noise.condition(level, self.spec.conditioning)
         return None if c is None else c.to(self.device)
@@ -274,11 +296,13 @@ class Trainer:
         return pairs, level
 
     @torch.no_grad()
-    def _reconstruct(self, level):
+    def _reconstruct(self, level, model=None):
         """Noisy images → the network's estimate (the ne2ne regulariser's full-resolution pass)."""
+        net = self.forward if model is None else model
+
         def run(y):
             with self._autocast():
-                return self.noise.reconstruct(y, self.forward(y, self._condition(level)).float(), level)
+                return self.noise.reconstruct(y, net(y, self._condition(level)).float(), level)
         return run
 
     def _grad_norms(self) -> list[float]:
@@ -291,7 +315,7 @@ class Trainer:
     @torch.no_grad()
     def _predict(self, x, level):
         with self._autocast():
-            pred = self.model(x, self._condition(level)).float()
+            pred = self.eval_model(x, self._condition(level)).float()
         return pred, self.noise.reconstruct(x, pred, level)
 
     @torch.no_grad()
@@ -307,7 +331,8 @@ class Trainer:
             pairs = self.objective.pairs(self.val_source[i:i + 16], self.noise, level, torch.randn(x.shape,
                                          generator=g).to(self.device), g)
             pred, _ = self._predict(pairs.x, level)
-            losses.append(self.objective.loss(pairs, pred, self.noise, level, self._reconstruct(level)))
+            losses.append(self.objective.loss(pairs, pred, self.noise, level,
+                                              self._reconstruct(level, self.eval_model)))
             if self.val_clean is not None:
                 _, rec = self._predict(x, level)
                 psnrs.append(psnr_batch(rec, self.val_clean[i:i + 16]))
@@ -354,7 +379,8 @@ class Trainer:
                 "config": self.config.to_dict(), "noise": self.noise.to_dict(), "step": self.step,
                 "best_psnr": None if math.isinf(self.best_psnr) else self.best_psnr,
                 "history": {"eval": self.eval_history}, "world_size": self.world}
-        save_checkpoint(path, self.model, meta, self.optimizer)
+        save_checkpoint(path, self.eval_model, meta, self.optimizer,
+                        train_model=self.model if self.ema_model is not None else None)
         if which == "last":
             self.last_checkpoint = str(path)
         self.emit(CheckpointEvent(**self._now(), path=str(path.relative_to(self.run_folder.path)),
@@ -446,6 +472,7 @@ class Trainer:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
+                self._update_ema()
                 self.step += 1
                 now = time.perf_counter()
                 self.emit(StepEvent(**self._now(), loss=value, lr=lr,

@@ -126,3 +126,30 @@ def test_a_header_length_starting_with_0x80_is_not_mistaken_for_a_pickle(tmp_pat
             break
     assert path.read_bytes()[0] == 0x80
     assert load_checkpoint(path).step == 1
+
+
+def test_raw_weights_beside_an_average_load_only_to_resume_and_only_whole(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    spec = spec_from_dict(TINY_SPEC)
+    average, raw = build_network(spec), build_network(spec)
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, average, {"spec": TINY_SPEC, "step": 3}, train_model=raw)
+    ckpt = load_checkpoint(path)
+    used, resumed = build_network(spec), build_network(spec)
+    load_weights(used, ckpt)
+    load_weights(resumed, ckpt, raw=True)
+    for (k, a), r, u, s in zip(average.state_dict().items(), raw.state_dict().values(), used.state_dict().values(),
+                               resumed.state_dict().values(), strict=True):
+        assert torch.equal(u, a) and torch.equal(s, r), k
+    tensors = load_file(path)
+    meta = {"denoise_studio": json.dumps({"spec": TINY_SPEC, "step": 3})}
+    first = next(k for k in tensors if k.startswith("train."))
+    partial = {k: v for k, v in tensors.items() if k != first}
+    save_file(partial, tmp_path / "partial.safetensors", metadata=meta)
+    with pytest.raises(CheckpointError, match=f"missing {first[6:]}"):
+        load_checkpoint(tmp_path / "partial.safetensors")
+    wrong = {**tensors, first: torch.zeros(2, 2)}
+    save_file(wrong, tmp_path / "wrong.safetensors", metadata=meta)
+    with pytest.raises(CheckpointError, match="do not match its spec"):
+        load_checkpoint(tmp_path / "wrong.safetensors")

@@ -6,7 +6,6 @@ import os
 import struct
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -178,9 +177,10 @@ BOMB = r"""
 import resource, sys, time
 resource.setrlimit(resource.RLIMIT_AS, (2 * 2**30, 2 * 2**30))
 from denoise_studio.cli import main
-t = time.perf_counter()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 code = main(sys.argv[1:])
-print(f"{code} {time.perf_counter() - t:.2f}")
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(f"{code} {grown / 1024:.1f}")   # exit code, MiB the peak resident size grew while refusing
 """
 
 
@@ -202,13 +202,11 @@ def test_a_tiny_checkpoint_asking_for_a_huge_network_is_refused_at_once_under_2_
     assert path.stat().st_size < 3000
     for env, words in (({}, "parameters, over the limit of 200,000,000"),
                        ({"DENOISE_STUDIO_MAX_PARAMS": str(10**12)}, "do not match its spec")):
-        t = time.perf_counter()
         res = run_capped(tmp_path, "export", str(path), "--format", "python", "--out", str(tmp_path / "x.py"), env=env)
-        assert time.perf_counter() - t < 20
         err = res.stderr.strip()
         assert res.stdout.split()[0] == "2", (res.stdout, err)
         assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err
-        assert float(res.stdout.split()[1]) < 5
+        assert float(res.stdout.split()[1]) < 200   # refused from the header: 4 G parameters never allocated
     assert not (tmp_path / "x.py").exists()
 
 

@@ -63,6 +63,10 @@ def test_resume_is_exact(tmp_path, images):
     losses = lambda evs: [e.loss for e in evs if e.name == "step"]  # noqa: E731
     assert rest[0].resumed_from == 20
     assert losses(part)[:20] + losses(rest) == pytest.approx(losses(full), rel=1e-5, abs=1e-7)
+    whole, resumed = (load_checkpoint(r / "checkpoints" / "last.safetensors") for r in
+                      (tmp_path / "full", tmp_path / "part"))
+    for k in whole.model_state:   # the weights' average continues across the resume as well
+        torch.testing.assert_close(resumed.model_state[k], whole.model_state[k], rtol=1e-4, atol=1e-6)
 
 
 def test_nan_loss_stops_with_a_failed_event_and_keeps_the_last_good_checkpoint(tmp_path, images):
@@ -145,3 +149,34 @@ def test_preview_strip_splits_back_into_its_tiles():
     for k in ("noisy", "reconstruction", "clean"):
         assert np.array_equal(back[k], imgs[k])
     assert np.allclose(back["noise"], 0)
+
+
+
+def test_checkpoints_hold_the_weights_average_and_the_raw_weights_to_resume(tmp_path, images):
+    """With a moving average on (the default), model.* (what every reader uses) is the average and
+    train.* the optimizer's weights; the average equals the recurrence ema ← d·ema + (1−d)·w, with
+    d = min(decay, (1+s)/(10+s)), computed here from the raw weights after every step."""
+    before: list[dict] = []
+
+    def spy(trainer, step):   # the raw weights before each step
+        before.append({k: v.detach().clone() for k, v in trainer.model.named_parameters()})
+        return Trainer.batch(trainer, step)
+
+    result, _, run = train(tmp_path, images, steps=12, checkpoint_every=12, eval_every=100, preview_every=100,
+                           ema=0.9, batches=spy)
+    assert result.reason == "steps"
+    ckpt = load_checkpoint(run.checkpoint("last"))
+    assert ckpt.train_state is not None and set(ckpt.train_state) == set(ckpt.model_state)
+    ema = dict(before[0])   # the average starts at the initial weights
+    for s, w in enumerate(before[1:] + [ckpt.train_state]):
+        d = min(0.9, (1 + s) / (10 + s))
+        ema = {k: d * ema[k] + (1 - d) * w[k] for k in ema}
+    for k in ema:
+        torch.testing.assert_close(ckpt.model_state[k], ema[k], rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(ckpt.model_state[k], ckpt.train_state[k]) for k in ema)
+
+
+def test_without_the_average_checkpoints_hold_the_raw_weights_only(tmp_path, images):
+    _, _, run = train(tmp_path, images, steps=5, checkpoint_every=5, eval_every=100, preview_every=100, ema=0.0)
+    ckpt = load_checkpoint(run.checkpoint("last"))
+    assert ckpt.train_state is None and ckpt.meta["config"]["ema"] == 0.0
