@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from denoise_studio.args import NoiseChoices, positive_int, sigma_range
+from denoise_studio.args import NoiseChoices, positive_int, sigma_range, unit_interval
 from denoise_studio.core.errors import DenoiseError
 from denoise_studio.core.events import (
     FINISH_REASONS,
@@ -95,6 +95,8 @@ def add_commands(sub) -> None:
                    help="training crop size (default 64; rounded down to what the network's downsampling needs)")
     s.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
     s.add_argument("--warmup", type=int, help="linear warm-up steps before the cosine decay (default 50)")
+    s.add_argument("--ema", type=unit_interval, metavar="DECAY",
+                   help="decay of the weights' moving average that checkpoints hold (default 0.999; 0: off)")
     s.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     s.add_argument("--seed", type=int)
     s.add_argument("--time-limit", type=float, metavar="SECONDS",
@@ -217,7 +219,7 @@ class ProgressPrinter:
         self.stream.flush()
 
 
-ARG_FIELDS = ("data", "steps", "batch_size", "crop", "lr", "warmup", "device", "seed", "time_limit", "objective",
+ARG_FIELDS = ("data", "steps", "batch_size", "crop", "lr", "warmup", "ema", "device", "seed", "time_limit", "objective",
               "noise", "sigma", "gain", "read", "blur", "schedule", "timesteps", "amp", "channels_last", "compile",
               "eval_every", "checkpoint_every", "threads")
 NOISE_ARGS = ("noise", "sigma", "gain", "read", "blur")   # any of them asks n2v/ne2ne for synthetic noise

@@ -143,3 +143,17 @@ def test_pickled_checkpoint_is_refused(tmp_path, capsys):
     torch.save({"a": 1}, evil)
     assert main(["denoise", str(evil), "x.png", "--out", str(tmp_path / "o")]) == 2
     assert "never unpickles" in capsys.readouterr().err
+
+
+def test_ema_reaches_the_config_and_one_is_refused_in_one_line(capsys):
+    import argparse
+
+    from denoise_studio.cli import main
+    from denoise_studio.core.plan import TrainConfig
+    from denoise_studio.train_commands import train_config_from_args
+    args = argparse.Namespace(ema=0.0, steps=10)
+    assert train_config_from_args(args).ema == 0.0
+    assert train_config_from_args(argparse.Namespace(steps=10)).ema == TrainConfig().ema == 0.999
+    assert main(["train", "unet-small", "--ema", "1", "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "ema is 1.0; it must be a number at least 0 and at most 0.99999" in err and len(err.splitlines()) == 1
