@@ -16,6 +16,7 @@ import numpy as np
 from common import RESULTS, machine, need_data, save, table
 
 from denoise_studio.core.baselines import run_baseline
+from denoise_studio.core.checkpoint import load_checkpoint, load_weights, resolve_checkpoint
 from denoise_studio.core.data import find_images
 from denoise_studio.core.images import load_image, to_channels
 from denoise_studio.core.inference import add_noise, denoise, load_model
@@ -40,7 +41,8 @@ def train(preset: str, minutes: float, out: Path, args) -> Path:
     spec = load_spec(preset)
     cfg = TrainConfig(data=str(need_data("CBSD68")), steps=10**7, time_limit=minutes * 60, batch_size=args.batch,
                       crop=args.crop, lr=args.lr, warmup=50, sigma=(args.sigma_lo, args.sigma_hi),
-                      device=args.device, eval_every=200, preview_every=10**7, checkpoint_every=10**7, seed=0)
+                      device=args.device, eval_every=200, preview_every=10**7, checkpoint_every=10**7, seed=0,
+                      **({} if args.ema is None else {"ema": args.ema}))
     run = RunFolder.create(out, spec, cfg.to_dict())
     t = time.time()
     result = Trainer(spec, cfg, run=run).run()
@@ -63,6 +65,17 @@ def evaluate(methods: dict, sigmas, limit=None) -> dict:
             for m, d in scores.items()}
 
 
+def raw_weights(run: Path):
+    """The run's network with the optimizer's raw weights instead of their moving average (None
+    when the run kept no average)."""
+    ckpt = load_checkpoint(resolve_checkpoint(run))
+    if ckpt.train_state is None:
+        return None
+    lm = load_model(run, "cpu")
+    load_weights(lm.model, ckpt, raw=True)
+    return lm
+
+
 def _learned(lm, noisy, sigma, *, ensemble):
     return denoise(lm, noisy, sigma, ensemble=ensemble).reconstruction
 
@@ -81,6 +94,10 @@ def main():
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--tag", default="", help="suffix for the run folder and the results file")
     ap.add_argument("--ensemble", action="store_true", help="also evaluate each network with ×8 self-ensemble")
+    ap.add_argument("--ema", type=float, default=None, help="the weights' moving-average decay (default: the "
+                    "trainer's, 0.999; 0: off)")
+    ap.add_argument("--raw-too", action="store_true", help="also evaluate the raw weights beside their moving "
+                                                           "average (the same run, so the average's gain is exact)")
     ap.add_argument("--reuse", action="store_true", help="evaluate a run folder from an earlier identical call "
                                                           "instead of training again")
     args = ap.parse_args()
@@ -90,6 +107,11 @@ def main():
         run = train(preset, args.minutes, RESULTS / "runs" / f"{name}-{args.minutes:g}min{args.tag}", args)
         lm = load_model(run, "cpu")
         methods[f"{name}, {args.minutes:g} min"] = partial(_learned, lm, ensemble=False)
+        if args.raw_too:
+            raw = raw_weights(run)
+            if raw is not None:
+                methods[f"{name}, {args.minutes:g} min, raw weights (no average)"] = partial(_learned, raw,
+                                                                                             ensemble=False)
         if args.ensemble:
             methods[f"{name}, {args.minutes:g} min, ×8 self-ensemble"] = partial(_learned, lm, ensemble=True)
     if not args.no_baselines:

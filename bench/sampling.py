@@ -98,7 +98,8 @@ def main():
             path = run_dir / f"snapshot_step{ev.step}.safetensors"
             meta = {"format": CHECKPOINT_FORMAT, "version": 1, "spec": spec.to_dict(), "config": cfg.to_dict(),
                     "noise": NOISE, "step": ev.step}
-            save_checkpoint(path, trainer.eval_model, meta)   # the weights' average, as run checkpoints hold
+            save_checkpoint(path, trainer.eval_model, meta,   # the weights' average and the raw ones, as runs hold
+                            train_model=trainer.model if trainer.ema_model is not None else None)
             saved.append((m, ev.step, path))
             print(f"snapshot at {m:g} min, step {ev.step}", flush=True)
 
@@ -140,7 +141,19 @@ def main():
             rows.append({"network": f"{minutes:g} min on 2 cores (step {step})", "sampler": f"{sampler} {steps}",
                          **score(x, reference), "seconds": round(time.time() - t, 1)})
             print(rows[-1], flush=True)
-        if (minutes, step, path) == saved[-1]:
+        if (minutes, step, path) == saved[-1]:   # the same network with bf16, and without the weights' average
+            from denoise_studio.core.checkpoint import load_checkpoint, load_weights
+            x = run_sampler(lm, n=args.n, sampler="ddim", steps=50, seed=0, size=32, amp_dtype=torch.bfloat16).x
+            rows.append({"network": f"{minutes:g} min on 2 cores (step {step})", "sampler": "ddim 50, bf16 autocast",
+                         **score(x, reference)})
+            ckpt = load_checkpoint(path)
+            if ckpt.train_state is not None:
+                raw = load_model(path, "cpu")
+                load_weights(raw.model, ckpt, raw=True)
+                x = run_sampler(raw, n=args.n, sampler="ddim", steps=50, seed=0, size=32).x
+                rows.append({"network": f"the same, raw weights (no average, step {step})", "sampler": "ddim 50",
+                             **score(x, reference)})
+            print(rows[-2:], flush=True)
             from denoise_studio.core.images import save_image
             save_image(RESULTS / "sampling_grid.png", grid(run_sampler(lm, n=64, sampler="ddim", steps=50, seed=0,
                                                                            size=32).x, scale=3))

@@ -24,6 +24,8 @@ def add_commands(sub) -> None:
                    help="also write the trajectory: x_t and x̂0 grids every few steps, "
                    "a strip of both and an animated GIF")
     s.add_argument("--device", default="auto")
+    s.add_argument("--amp", choices=("auto", "off", "bf16", "fp16"), default="auto",
+                   help="the network's precision, as in train (auto: bf16 where the hardware has it, else fp32)")
     s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.set_defaults(func=cmd_sample)
 
@@ -41,6 +43,7 @@ def cmd_sample(args) -> int:
 
     from denoise_studio.core.images import save_image
     from denoise_studio.core.inference import load_model
+    from denoise_studio.core.precision import describe, resolve_amp
     from denoise_studio.core.sampling import grid, sample
 
     out = Path(args.out)
@@ -49,18 +52,20 @@ def cmd_sample(args) -> int:
                      args.overwrite)
     lm = load_model(args.run, args.device)
     size = args.size or int((lm.meta or {}).get("config", {}).get("crop", 32))
+    amp, amp_dtype = resolve_amp(lm.device.type, args.amp)
     keep_every = 1
     kept = []
     last = None
     for frame in sample(lm, n=args.n, steps=args.steps, sampler=args.sampler, eta=args.eta, seed=args.seed,
-                        size=size):
+                        size=size, amp_dtype=amp_dtype):
         if keep_every == 1:
             keep_every = max(1, frame.total // 10)   # about 10 frames of the trajectory
         if frames_dir and (frame.index % keep_every == 0 or frame.index == frame.total or frame.index == 1):
             kept.append(frame)
         last = frame
     save_image(out, grid(last.x, scale=args.scale))
-    print(f"wrote {out}: {args.n} samples, {args.sampler} with {last.total} steps, seed {args.seed}")
+    print(f"wrote {out}: {args.n} samples, {args.sampler} with {last.total} steps, seed {args.seed}, "
+          f"{describe(lm.device.type, amp)}")
     if frames_dir:
         frames_dir.mkdir(parents=True, exist_ok=True)
         for f in kept:

@@ -42,6 +42,13 @@ def auto_amp(device_type: str) -> str:
     return "off"
 
 
+def resolve_amp(device_type: str, amp: str) -> tuple[str, object]:
+    """`auto`, off, bf16 or fp16 → (the path taken, its autocast dtype or None for fp32)."""
+    import torch
+    amp = auto_amp(device_type) if amp == "auto" else amp
+    return amp, {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+
+
 def describe(device_type: str, amp: str) -> str:
     """One line for the app and config.json: the path chosen and why."""
     if device_type == "cpu":

@@ -47,7 +47,7 @@ from denoise_studio.core.network import build_network
 from denoise_studio.core.noise import make_noise
 from denoise_studio.core.objectives import make_objective
 from denoise_studio.core.plan import TrainConfig  # noqa: F401  (re-exported: the settings live in plan)
-from denoise_studio.core.precision import auto_amp, describe
+from denoise_studio.core.precision import describe, resolve_amp
 from denoise_studio.core.runfolder import RunFolder, preview_path
 from denoise_studio.core.spec import ArchitectureSpec
 
@@ -142,9 +142,8 @@ class Trainer:
         self.channels_last = cfg.channels_last if cfg.channels_last is not None else dev.type == "cuda"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        amp = auto_amp(dev.type) if cfg.amp == "auto" else cfg.amp   # the hardware's fast path (precision.py)
+        amp, self.amp_dtype = resolve_amp(dev.type, cfg.amp)   # auto: the hardware's fast path (precision.py)
         self.precision = describe(dev.type, amp)
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler(dev.type, enabled=self.amp_dtype == torch.float16)
         # The moving average of the weights: what evaluation, previews and checkpoints use (free at inference).
         self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.ema else None

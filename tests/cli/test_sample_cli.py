@@ -73,3 +73,14 @@ def test_train_with_shapes_takes_its_recipe_unless_told_otherwise(tmp_path):
                  "--out", str(tmp_path / "r")]) == 0
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert (cfg["noise"], cfg["schedule"], cfg["crop"], cfg["batch_size"]) == ("ddpm", "cosine", 32, 2)
+
+
+def test_amp_chooses_the_networks_precision_and_bf16_stays_close_to_fp32(ddpm_run, tmp_path, capsys):
+    args = ["sample", str(ddpm_run), "--n", "4", "--steps", "5", "--scale", "1", "--seed", "2"]
+    assert main(args + ["--out", str(tmp_path / "fp32.png"), "--amp", "off"]) == 0
+    assert "fp32" in capsys.readouterr().out
+    assert main(args + ["--out", str(tmp_path / "bf16.png"), "--amp", "bf16"]) == 0
+    assert "bf16 autocast" in capsys.readouterr().out
+    fp32, bf16 = (np.asarray(Image.open(tmp_path / f"{k}.png")).astype(float) for k in ("fp32", "bf16"))
+    assert not np.array_equal(fp32, bf16)          # the precision really changed
+    assert np.abs(fp32 - bf16).mean() < 8          # and the images are the same ones (0–255 scale)
