@@ -1,5 +1,5 @@
-"""Start the desktop app: a splash within a second (Qt only), then the window once torch
-and the panels have loaded."""
+"""Start the desktop app: the window first (Qt and the model builder, no torch), then PyTorch
+and the panels that need it, imported in the background (heavy.py)."""
 from __future__ import annotations
 
 import signal
@@ -34,49 +34,42 @@ def _install_quit_signals(app):
 
 def run(path: str | None = None) -> int:
     t0 = time.perf_counter()
-    from PySide6.QtCore import Qt
-    from PySide6.QtGui import QGuiApplication
-    from PySide6.QtWidgets import QApplication, QLabel
+    from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv)
     app.setApplicationName("Denoise Studio")
     app.setOrganizationName("Denoise Studio")
-    splash = QLabel("Denoise Studio\n\nloading PyTorch…")
-    splash.setObjectName("Splash")
-    splash.setAlignment(Qt.AlignmentFlag.AlignCenter)
-    splash.setWindowFlags(Qt.WindowType.SplashScreen | Qt.WindowType.FramelessWindowHint)
-    splash.setStyleSheet("background: #1f2a44; color: white; font-size: 18px; padding: 30px;")
-    splash.resize(360, 160)
-    screen = QGuiApplication.primaryScreen()
-    if screen is not None:
-        splash.move(screen.availableGeometry().center() - splash.rect().center())
-    splash.show()
-    app.processEvents()
-    t_splash = time.perf_counter() - t0
     signals = _install_quit_signals(app)
 
+    from denoise_studio.gui import heavy
     from denoise_studio.gui.main_window import MainWindow
+    heavy.defer()   # the window is built without torch; what needs it comes on heavy.ready
     window = MainWindow()
-    if path:
-        open_path(window, path)
     window.show()
-    splash.close()
     app.processEvents()
+    t_window = time.perf_counter() - t0
     signals["window"] = window
-    if signals["pending"]:   # Ctrl+C while loading: close as soon as there is a window to close
+    if signals["pending"]:   # Ctrl+C while starting: close as soon as there is a window to close
         window.quit_on_signal()
         return 0
-    window.training.prewarm()   # the first Start then trains at once (see training_session)
-    window.show_message(f"Ready: splash after {t_splash:.2f} s, window after {time.perf_counter() - t0:.2f} s")
+    heavy.start()   # torch and the panels, in the background; the window stays usable meanwhile
+    if path:
+        open_path(window, path)
+
+    def ready():
+        window.training.prewarm()   # the first Start then trains at once (see training_session)
+        window.show_message(f"Ready: window after {t_window:.2f} s, PyTorch after {time.perf_counter() - t0:.2f} s")
+    heavy.when_ready(ready)
     return app.exec()
 
 
 def open_path(window, path: str) -> None:
-    """A spec (.json), a run folder, or an image."""
+    """A spec (.json) at once; a run folder or an image once the panels are there."""
+    from denoise_studio.gui import heavy
     p = Path(path)
     if p.is_dir():
-        window.training.open_run(p)
+        heavy.when_ready(lambda: window.training.open_run(p))
     elif p.suffix.lower() == ".json":
         window.open_spec(p)
     else:
-        window.image_pane.open_requested.emit(str(p))
+        heavy.when_ready(lambda: window.image_pane.open_requested.emit(str(p)))

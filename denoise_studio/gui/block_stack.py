@@ -144,11 +144,12 @@ class BlockStack(QListWidget):
     def refresh(self) -> None:
         self._syncing = True
         self.clear()
-        a = self.doc.analysis
+        a = self.doc.analysis   # None while torch loads: shapes and counts show "…"
+        pending = "…" if a is None else ""
         depth = 0
         for i, b in enumerate(self.doc.spec.blocks):
-            report = a.blocks[i] if i < len(a.blocks) else None
-            issues = a.issues_for(i)
+            report = a.blocks[i] if a is not None and i < len(a.blocks) else None
+            issues = a.issues_for(i) if a is not None else []
             errors = [x for x in issues if x.level == "error"]
             shown = (errors or issues)[:1]
             t = block_type_name(b)
@@ -157,8 +158,8 @@ class BlockStack(QListWidget):
                 depth = max(0, depth - 1)
             info = {"type": t or show(b.get("type"), 12), "summary": block_summary(b), "depth": depth,
                     "colour": bt.colour if bt is not None else "#888",
-                    "shape": shape_text(report.output_shape) if report else "",
-                    "params": count(report.params) if report and report.params is not None else "—",
+                    "shape": shape_text(report.output_shape) if report else pending,
+                    "params": count(report.params) if report and report.params is not None else pending or "—",
                     "level": "error" if errors else ("warning" if issues else "")}
             if bt is not None and bt.scale < 1:
                 depth += 1

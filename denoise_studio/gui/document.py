@@ -2,19 +2,24 @@
 
 Every edit makes a new spec and pushes one undo command holding the old and the new, so
 undo restores exactly what was there. Widgets call the edit methods and redraw on
-`changed`; none of them reaches into another.
+`changed`; none of them reaches into another. The analysis (shapes, parameter counts,
+problems) needs torch: it is None until torch is ready (heavy.py), then `changed` fires with it.
 """
 from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
-from denoise_studio.core.analysis import Analysis, Issue, analyze
 from denoise_studio.core.blocks import block_type, block_type_name
 from denoise_studio.core.spec import ArchitectureSpec, apply_patch
+from denoise_studio.gui import heavy
+
+if TYPE_CHECKING:
+    from denoise_studio.core.analysis import Analysis, Issue
 
 
 class _SpecCommand(QUndoCommand):
@@ -43,12 +48,24 @@ class SpecDocument(QObject):
         self.path: Path | None = None
         self.selected = -1
         self.undo_stack = QUndoStack(self)
-        self.analysis: Analysis = analyze(self.spec, self.size)
+        self.analysis: Analysis | None = None   # None until torch is ready
+        heavy.when_ready(self._analyse_now)
 
     # --- state ---
+    def _analyse(self) -> None:
+        if heavy.ready_now():
+            from denoise_studio.core.analysis import analyze
+            self.analysis = analyze(self.spec, self.size)
+
+    def _analyse_now(self) -> None:
+        """Torch is ready: the analysis of the spec shown so far."""
+        self._analyse()
+        if self.analysis is not None:
+            self.changed.emit()
+
     def _apply(self, spec: ArchitectureSpec, select: int | None = None) -> None:
         self.spec = spec
-        self.analysis = analyze(spec, self.size)
+        self._analyse()
         self.changed.emit()
         if select is not None:
             self.select(select)

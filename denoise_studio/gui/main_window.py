@@ -1,5 +1,11 @@
 """The main window: model builder (left), image pane and Sample view as tabs (centre), training
-view (bottom)."""
+view (bottom).
+
+The window and its builder need no torch. The image pane, Sample view and training view do:
+they are built by `_build_panels` once torch is ready (heavy.when_ready: at once when it is
+already imported), and until then `heavy.Placeholder`s stand in their places, with the actions
+that need them disabled. Their attributes (image_pane, sample_view, training) are None until then.
+"""
 from __future__ import annotations
 
 import functools
@@ -7,6 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QFont, QKeySequence
@@ -26,15 +33,17 @@ from PySide6.QtWidgets import (
 from denoise_studio import __version__
 from denoise_studio.core.errors import DenoiseError
 from denoise_studio.core.fileio import atomic_write_text
-from denoise_studio.core.network import network_code
 from denoise_studio.core.presets import load_preset, preset_names
 from denoise_studio.core.spec import ArchitectureSpec, load_spec_file, spec_from_dict
 from denoise_studio.format import count
+from denoise_studio.gui import heavy
 from denoise_studio.gui.document import SpecDocument
-from denoise_studio.gui.image_pane import ImagePane
 from denoise_studio.gui.model_builder import ModelBuilder
-from denoise_studio.gui.sample_view import SampleView
-from denoise_studio.gui.training_view import TrainingView
+
+if TYPE_CHECKING:
+    from denoise_studio.gui.image_pane import ImagePane
+    from denoise_studio.gui.sample_view import SampleView
+    from denoise_studio.gui.training_view import TrainingView
 
 DEFAULT_PRESET = "unet-small"   # the recommended network (bench/quality.py)
 MAX_RECENT = 8
@@ -76,6 +85,7 @@ class CodeView(QDialog):
         lay.addWidget(self.text)
 
     def show_spec(self, spec: ArchitectureSpec) -> None:
+        from denoise_studio.core.network import network_code  # torch: the action waits for it
         try:
             self.text.setPlainText(network_code(spec))
         except DenoiseError as e:
@@ -90,21 +100,21 @@ class MainWindow(QMainWindow):
         self.ask_before_close = True
         self.doc = SpecDocument(parent=self)
         self.builder = ModelBuilder(self.doc)
-        self.image_pane = ImagePane()
-        self.sample_view = SampleView()
-        self.training = TrainingView(self.doc)
+        # the panels that need torch: placeholders until _build_panels
+        self.image_pane: ImagePane | None = None
+        self.sample_view: SampleView | None = None
+        self.training: TrainingView | None = None
         self.code_view: CodeView | None = None
         self.centre = QTabWidget()
         self.centre.setObjectName("CentreTabs")
         self.centre.setDocumentMode(True)
-        self.centre.addTab(self.image_pane, "Denoise")
-        self.centre.setTabToolTip(0, "Denoise an image: noisy input, predicted noise and reconstruction")
-        self.centre.addTab(self.sample_view, "Sample")
-        self.centre.setTabToolTip(1, "Generate images from pure noise with a DDPM-trained network")
+        self.centre.addTab(heavy.Placeholder("The Denoise view"), "")
+        self.centre.addTab(heavy.Placeholder("The Sample view"), "")
+        self._name_tabs()
         self.setCentralWidget(self.centre)
         self.builder_dock = self._dock("Model builder", "ModelBuilderDock", self.builder,
                                        Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.training_dock = self._dock("Training", "TrainingDock", self.training,
+        self.training_dock = self._dock("Training", "TrainingDock", heavy.Placeholder("The training panel"),
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
         self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.status = QLabel()
@@ -113,16 +123,6 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self._model_cache: tuple | None = None
         self._sample_cache: tuple | None = None
-        self.image_pane.model_provider = self.current_model
-        self.image_pane.noisy_model_provider = self.self_supervised_model
-        self.image_pane.status.connect(self.show_message)
-        self.sample_view.model_provider = self.newest_model
-        self.sample_view.status.connect(self.show_message)
-        self.training.preview.connect(self._show_preview)
-        self.training.preset_requested.connect(self.open_preset)
-        self.training.objective_changed.connect(self.builder.summary.set_objective)
-        self.doc.selection_changed.connect(self.image_pane.set_selected_block)
-        self.training.checkpoint_saved.connect(self._new_checkpoint)
         self.doc.changed.connect(self._update_status)
         self.doc.undo_stack.cleanChanged.connect(self._clean_changed)
         self.doc.path_changed.connect(self._update_title)
@@ -146,8 +146,48 @@ class MainWindow(QMainWindow):
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.recovery_bar)
         self.recovery_bar.hide()
         self._offer_recovery()
+        heavy.when_ready(self._build_panels)
 
     # --- construction ---
+    def _name_tabs(self) -> None:
+        self.centre.setTabText(0, "Denoise")
+        self.centre.setTabToolTip(0, "Denoise an image: noisy input, predicted noise and reconstruction")
+        self.centre.setTabText(1, "Sample")
+        self.centre.setTabToolTip(1, "Generate images from pure noise with a DDPM-trained network")
+
+    def _build_panels(self) -> None:
+        """Torch is ready: the image pane, Sample view and training view replace their placeholders."""
+        from denoise_studio.gui.image_pane import ImagePane
+        from denoise_studio.gui.sample_view import SampleView
+        from denoise_studio.gui.training_view import TrainingView
+        self.image_pane = ImagePane()
+        self.sample_view = SampleView()
+        self.training = TrainingView(self.doc)
+        current = self.centre.currentIndex()
+        for i, panel in enumerate((self.image_pane, self.sample_view)):
+            placeholder = self.centre.widget(i)
+            self.centre.removeTab(i)
+            self.centre.insertTab(i, panel, "")
+            placeholder.deleteLater()
+        self._name_tabs()
+        self.centre.setCurrentIndex(current)
+        self.training_dock.widget().deleteLater()
+        self.training_dock.setWidget(self.training)
+        self.image_pane.model_provider = self.current_model
+        self.image_pane.noisy_model_provider = self.self_supervised_model
+        self.image_pane.status.connect(self.show_message)
+        self.sample_view.model_provider = self.newest_model
+        self.sample_view.status.connect(self.show_message)
+        self.training.preview.connect(self._show_preview)
+        self.training.preset_requested.connect(self.open_preset)
+        self.training.objective_changed.connect(self.builder.summary.set_objective)
+        self.doc.selection_changed.connect(self.image_pane.set_selected_block)
+        if self.doc.selected >= 0:
+            self.image_pane.set_selected_block(self.doc.selected)
+        self.training.checkpoint_saved.connect(self._new_checkpoint)
+        for action in self._panel_actions:
+            action.setEnabled(True)
+        self.open_run_action.triggered.connect(self.training.open_run_dialog)
     def _dock(self, title, name, widget, area) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
@@ -157,18 +197,24 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
-    def _action(self, menu, text, slot, shortcut=None, name=None) -> QAction:
+    def _action(self, menu, text, slot, shortcut=None, name=None, needs_panels=False) -> QAction:
+        """A menu action; needs_panels: disabled until _build_panels (it needs torch)."""
         a = QAction(text, self)
         if shortcut:
             a.setShortcut(QKeySequence(shortcut))
         if name:
             a.setObjectName(name)
-        a.triggered.connect(slot)
+        if slot is not None:
+            a.triggered.connect(slot)
+        if needs_panels:
+            a.setEnabled(False)
+            self._panel_actions.append(a)
         menu.addAction(a)
         return a
 
     def _menus(self) -> None:
         bar = self.menuBar()
+        self._panel_actions: list[QAction] = []
         f = bar.addMenu("&File")
         self._action(f, "&New network", self.new_spec, QKeySequence.StandardKey.New, "ActionNew")
         self._action(f, "&Open network…", self.open_spec_dialog, QKeySequence.StandardKey.Open, "ActionOpen")
@@ -176,8 +222,8 @@ class MainWindow(QMainWindow):
         self._action(f, "&Save network", self.save, QKeySequence.StandardKey.Save, "ActionSave")
         self._action(f, "Save network &as…", self.save_as, QKeySequence.StandardKey.SaveAs, "ActionSaveAs")
         f.addSeparator()
-        self._action(f, "Open &image…", self.open_image_dialog, "Ctrl+I", "ActionOpenImage")
-        self._action(f, "Open r&un…", self.training.open_run_dialog, "Ctrl+Shift+O", "ActionOpenRun")
+        self._action(f, "Open &image…", self.open_image_dialog, "Ctrl+I", "ActionOpenImage", needs_panels=True)
+        self.open_run_action = self._action(f, "Open r&un…", None, "Ctrl+Shift+O", "ActionOpenRun", needs_panels=True)
         f.addSeparator()
         self._action(f, "&Quit", self.close, QKeySequence.StandardKey.Quit, "ActionQuit")
 
@@ -203,12 +249,10 @@ class MainWindow(QMainWindow):
         p.setToolTipsVisible(True)
 
         v = bar.addMenu("&View")
-        self._action(v, "&Denoise", lambda: self.centre.setCurrentWidget(self.image_pane), "Ctrl+1",
-                     "ActionViewDenoise")
-        self._action(v, "&Sample", lambda: self.centre.setCurrentWidget(self.sample_view), "Ctrl+2",
-                     "ActionViewSample")
+        self._action(v, "&Denoise", lambda: self.centre.setCurrentIndex(0), "Ctrl+1", "ActionViewDenoise")
+        self._action(v, "&Sample", lambda: self.centre.setCurrentIndex(1), "Ctrl+2", "ActionViewSample")
         v.addSeparator()
-        self._action(v, "Network as &PyTorch…", self.show_code, "Ctrl+Shift+P", "ActionViewCode")
+        self._action(v, "Network as &PyTorch…", self.show_code, "Ctrl+Shift+P", "ActionViewCode", needs_panels=True)
         v.addSeparator()
         v.addAction(self.builder_dock.toggleViewAction())
         v.addAction(self.training_dock.toggleViewAction())
@@ -235,6 +279,9 @@ class MainWindow(QMainWindow):
         if self.confirm_discard():
             self.doc.load(load_preset(name))
             a = self.doc.analysis
+            if a is None:   # torch is loading: the builder fills in the analysis when it is ready
+                self.show_message(f"Preset {name}")
+                return
             self.show_message(f"Preset {name}: " + ("valid" if a.valid else f"{len(a.errors)} problem(s) — "
                                                     "see the problems list for why and a one-click fix"))
 
@@ -429,8 +476,8 @@ class MainWindow(QMainWindow):
         if len(paths) == 1 and paths[0].lower().endswith(".json"):
             self.open_spec(paths[0])
         else:
-            self.centre.setCurrentWidget(self.image_pane)
-            self.image_pane.drop(paths)
+            self.centre.setCurrentIndex(0)
+            heavy.when_ready(lambda: self.image_pane.drop(paths))
 
     # --- views ---
     def show_code(self) -> None:
@@ -470,6 +517,10 @@ class MainWindow(QMainWindow):
 
     def _update_status(self) -> None:
         a = self.doc.analysis
+        if a is None:
+            self.status.setText(heavy.LOADING_TEXT)
+            self._update_title()
+            return
         self.status.setText(f"{'valid' if a.valid else f'{len(a.errors)} error(s)'} · "
                             f"{count(a.total_params)} params · {count(a.total_flops)}FLOPs at {a.size}²")
         self._update_title()
@@ -551,14 +602,15 @@ class MainWindow(QMainWindow):
         and keeps its checkpoint, unsaved edits stay in the autosave for recovery. A second signal
         while the run is still saving kills it (every file is written atomically)."""
         if self.quitting_on_signal:
-            self.training.kill()
+            if self.training is not None:
+                self.training.kill()
             return
         self.quitting_on_signal = True
         self.close_choice = "stop"
         self.close()
 
     def closeEvent(self, event):
-        if self.training.running:
+        if self.training is not None and self.training.running:
             choice = self.ask_close_choice()
             if choice == "cancel":
                 event.ignore()
@@ -573,7 +625,8 @@ class MainWindow(QMainWindow):
         elif not self.confirm_discard():
             event.ignore()
             return
-        self.training.shutdown()
+        if self.training is not None:
+            self.training.shutdown()
         s = settings()
         s.setValue("geometry", self.saveGeometry())
         s.setValue("window_state", self.saveState())

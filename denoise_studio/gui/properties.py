@@ -22,9 +22,9 @@ from PySide6.QtWidgets import (
 from denoise_studio.core.blocks import ACTIVATIONS, BLOCK_TYPES, block_type_name, parse_norm, show
 from denoise_studio.core.errors import DenoiseError
 from denoise_studio.core.limits import cap
-from denoise_studio.core.objectives import objective_problems
 from denoise_studio.core.spec import CONDITIONING
 from denoise_studio.format import count, shape_text, size_bytes
+from denoise_studio.gui import heavy
 from denoise_studio.gui.document import SpecDocument
 
 NORM_KINDS = ("group", "batch", "instance", "layer", "none")
@@ -301,6 +301,13 @@ class ModelSummary(QWidget):
         set_combo(self.conditioning, spec.conditioning, "conditioning")
         for w in (self.in_channels, self.conditioning):
             w.blockSignals(False)
+        if a is None:   # torch is loading
+            self.totals.setText(f"{heavy.LOADING_TEXT} shapes, parameter counts and problems appear when it "
+                                "is ready; the network can be edited meanwhile.")
+            self.issues.clear()
+            self.issues.addItem(heavy.LOADING_TEXT)
+            self.fix_button.setEnabled(False)
+            return
         out = shape_text(a.blocks[-1].output_shape) if a.blocks else "—"
         rf = "global (attention)" if a.receptive_field == float("inf") else f"{int(a.receptive_field)} px"
         state = ("<b style='color:#1e7b34'>valid</b>" if a.valid else
@@ -336,6 +343,7 @@ class ModelSummary(QWidget):
             self.refresh()
 
     def objective_problems(self) -> list[str]:
+        from denoise_studio.core.objectives import objective_problems  # torch: once the analysis is there
         try:
             return objective_problems(self.doc.spec, self.objective, self.crop)
         except DenoiseError as e:   # an objective this version does not know
@@ -349,7 +357,7 @@ class ModelSummary(QWidget):
     def fix_selected(self) -> None:
         item = self.issues.currentItem()
         issue = item.data(Qt.ItemDataRole.UserRole) if item else None
-        if issue is None or not issue.patch:
+        if (issue is None or not issue.patch) and self.doc.analysis is not None:
             issue = next((i for i in self.doc.analysis.issues if i.patch), None)
         if issue is not None:
             self.doc.apply_fix(issue)
