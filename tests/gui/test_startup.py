@@ -103,3 +103,23 @@ def test_without_defer_everything_is_there_at_once(window):
     assert heavy.ready_now()
     assert window.training_dock.widget() is window.training and window.centre.widget(1) is window.sample_view
     assert window.doc.analysis is not None and window.builder.stack.item(0).data(257)["params"] != "…"
+
+
+def test_a_broken_install_says_why_where_the_panels_would_be(qtbot, tmp_path, monkeypatch):
+    from denoise_studio.gui import heavy
+    from denoise_studio.gui.main_window import MainWindow
+    monkeypatch.setenv("DENOISE_STUDIO_SETTINGS", str(tmp_path / "settings.ini"))
+    monkeypatch.setattr(heavy, "MODULES", ("denoise_studio.no_such_module",))
+    monkeypatch.setattr(heavy, "_loader", heavy._Loader())   # as defer() does before torch is imported
+    w = MainWindow()
+    w.ask_before_close = False
+    qtbot.addWidget(w)
+    w.show()
+    placeholder = w.training_dock.widget()
+    assert w.training is None and not placeholder.isEnabled()
+    heavy.start()
+    qtbot.waitUntil(lambda: "could not be loaded" in placeholder.label.text(), timeout=10_000)
+    assert "no_such_module" in placeholder.label.text() and "no_such_module" in w.centre.widget(0).label.text()
+    assert w.training is None and not heavy.ready_now()
+    w.builder.palette.add_requested.emit("conv")   # the builder still edits
+    assert w.doc.modified
