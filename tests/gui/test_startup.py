@@ -123,3 +123,19 @@ def test_a_broken_install_says_why_where_the_panels_would_be(qtbot, tmp_path, mo
     assert w.training is None and not heavy.ready_now()
     w.builder.palette.add_requested.emit("conv")   # the builder still edits
     assert w.doc.modified
+
+
+def test_a_script_that_builds_the_window_before_torch_gets_it_whole(tmp_path):
+    """Without heavy.defer() (bench/soak.py and others build a MainWindow before importing torch),
+    the window comes synchronously with every panel, through the deferred core.modules."""
+    child = ("import sys\nfrom PySide6.QtWidgets import QApplication\napp = QApplication([])\n"
+             "from denoise_studio.gui.main_window import MainWindow\nw = MainWindow(); w.show()\n"
+             "print(w.training is not None and w.training_dock.widget() is w.training, "
+             "w.doc.analysis.total_params, 'torch' in sys.modules)\nw.close()\n")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "DENOISE_STUDIO_SETTINGS": str(tmp_path / "settings.ini"),
+           "PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "-c", child], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    params = analyze(load_preset(DEFAULT_PRESET), 64).total_params
+    assert res.stdout.split() == ["True", str(params), "True"]
