@@ -188,6 +188,7 @@ class MainWindow(QMainWindow):
         for action in self._panel_actions:
             action.setEnabled(True)
         self.open_run_action.triggered.connect(self.training.open_run_dialog)
+
     def _dock(self, title, name, widget, area) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(name)
