@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from denoise_studio.core import modules
 from denoise_studio.core.limits import cap
 
 ACTIVATIONS = ("relu", "silu", "gelu", "leaky_relu", "mish", "tanh", "none")
@@ -23,6 +22,13 @@ NORMS = ("group:8", "batch", "instance", "layer", "none")  # group:N takes any N
 # The smallest value each activation can output: an output head must reach negative noise.
 ACTIVATION_MIN = {"relu": 0.0, "silu": -0.278, "gelu": -0.170, "mish": -0.309, "leaky_relu": None,
                   "tanh": -1.0, "none": None}
+
+
+def _modules():
+    """core.modules (torch), imported when a block is first built: the registry itself, and with it
+    the app's builder, loads without torch."""
+    from denoise_studio.core import modules
+    return modules
 
 
 @dataclass(frozen=True)
@@ -276,7 +282,7 @@ class ConvBlockType(BlockType):
         return rf + (self.get(b, "kernel") - 1) * jump, jump
 
     def constructor(self, b, ctx):
-        return modules.ConvBlock, dict(in_ch=ctx.in_shape[0], out_ch=self.get(b, "out_channels"),
+        return _modules().ConvBlock, dict(in_ch=ctx.in_shape[0], out_ch=self.get(b, "out_channels"),
                                        kernel=self.get(b, "kernel"), norm=self.get(b, "norm"),
                                        act=self.get(b, "act"))
 
@@ -302,7 +308,7 @@ class ResidualBlockType(BlockType):
         return rf + 4 * jump, jump
 
     def constructor(self, b, ctx):
-        return modules.ResidualBlock, dict(in_ch=ctx.in_shape[0], out_ch=_out_channels(self, b, ctx),
+        return _modules().ResidualBlock, dict(in_ch=ctx.in_shape[0], out_ch=_out_channels(self, b, ctx),
                                            norm=self.get(b, "norm"), act=self.get(b, "act"),
                                            emb_dim=ctx.emb_dim)
 
@@ -347,7 +353,7 @@ class DownBlockType(BlockType):
 
     def constructor(self, b, ctx):
         c = self.out_shape(b, ctx)[0]
-        return modules.Downsample, dict(in_ch=ctx.in_shape[0], out_ch=c, mode=self.get(b, "mode"))
+        return _modules().Downsample, dict(in_ch=ctx.in_shape[0], out_ch=c, mode=self.get(b, "mode"))
 
 
 @register
@@ -386,7 +392,7 @@ class UpBlockType(BlockType):
         return rf + (2 * jump_out if self.get(b, "conv") else 0), jump_out
 
     def constructor(self, b, ctx):
-        return modules.Upsample, dict(in_ch=ctx.in_shape[0], out_ch=self.out_shape(b, ctx)[0],
+        return _modules().Upsample, dict(in_ch=ctx.in_shape[0], out_ch=self.out_shape(b, ctx)[0],
                                       mode=self.get(b, "mode"), conv=bool(self._has_conv(b)))
 
 
@@ -427,7 +433,7 @@ class AttentionBlockType(BlockType):
         return float("inf"), jump
 
     def constructor(self, b, ctx):
-        return modules.SelfAttention, dict(channels=ctx.in_shape[0], heads=self.get(b, "heads"),
+        return _modules().SelfAttention, dict(channels=ctx.in_shape[0], heads=self.get(b, "heads"),
                                            norm=self.get(b, "norm"))
 
 
@@ -480,4 +486,4 @@ class MergeBlockType(BlockType):
         return (max(rf, src[1]), jump) if src is not None else (rf, jump)
 
     def constructor(self, b, ctx):
-        return modules.Merge, dict(source=b["from"], mode=self.get(b, "mode"))
+        return _modules().Merge, dict(source=b["from"], mode=self.get(b, "mode"))

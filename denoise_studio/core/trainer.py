@@ -265,7 +265,7 @@ class Trainer:
         if self.ema_model is None:
             return
         d = min(self.config.ema, (1 + self.step) / (10 + self.step))
-        ema = list(self.ema_model.parameters())
+        ema: list[torch.Tensor] = list(self.ema_model.parameters())
         torch._foreach_lerp_(ema, [p.detach() for p in self.model.parameters()], 1 - d)
         for e, b in zip(self.ema_model.buffers(), self.model.buffers(), strict=True):
             e.copy_(b)

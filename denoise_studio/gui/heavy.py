@@ -16,7 +16,6 @@ imported only once ready.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 import threading
 from collections.abc import Callable
@@ -59,8 +58,7 @@ class _Loader(QObject):
     def _import_all(self) -> None:
         try:
             for name in MODULES:
-                module = importlib.import_module(name)
-                module.__dict__   # noqa: B018 — runs a module that defer_torch_modules() deferred
+                importlib.import_module(name)
         except Exception as e:   # a broken install: say so where the panels would be
             self._finished.emit(f"{type(e).__name__}: {e}")
             return
@@ -133,21 +131,3 @@ class Placeholder(QWidget):
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
 
-def defer_torch_modules() -> None:
-    """core.blocks imports core.modules (torch) at its top, only to name the nn.Module classes
-    its block types construct. When torch is not imported yet, register core.modules to run on
-    first use instead (importlib's LazyLoader): the block registry, and with it the builder's
-    palette, stack and properties, then load without torch. The import thread runs it first.
-    (Once core.blocks imports core.modules inside its constructor methods, this can go.)"""
-    name = "denoise_studio.core.modules"
-    if name in sys.modules or "torch" in sys.modules:
-        return
-    import denoise_studio.core as core
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        return
-    spec.loader = importlib.util.LazyLoader(spec.loader)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    core.modules = module

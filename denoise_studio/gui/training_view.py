@@ -279,7 +279,9 @@ class TrainingView(QWidget):
         for label, value in PRECISIONS:
             self.amp.addItem(label, value)
         self.amp.currentIndexChanged.connect(lambda _: self._show_precision())
-        form.addRow("precision", self.amp)
+        precision_row = QHBoxLayout()   # the choice and, beside it, the path it takes on this machine
+        precision_row.addWidget(self.amp)
+        form.addRow("precision", precision_row)
         self.precision_label = QLabel("")
         self.precision_label.setObjectName("PrecisionPath")
         self.precision_label.setAccessibleName("precision path")
@@ -287,7 +289,7 @@ class TrainingView(QWidget):
         self.precision_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.precision_label.setToolTip("The numeric path training takes: auto picks bf16 autocast on CPUs with "
                                         "AMX or AVX512-BF16 and on CUDA, fp32 elsewhere")
-        form.addRow("", self.precision_label)
+        precision_row.addWidget(self.precision_label, 1)
         form = form2   # second column: sizes, schedule, speed
         self.crop = self._spin(form, "crop", TrainConfig.crop, 8, 1024, 8)
         self.crop.valueChanged.connect(lambda _: self._settings_changed())
