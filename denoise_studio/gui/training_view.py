@@ -498,8 +498,11 @@ class TrainingView(QWidget):
     def _show_precision(self, chosen: str | None = None) -> None:
         """Beside the precision choice: the path a run takes (what auto picks on this device and why),
         or the path the running or opened run took (`chosen`, from its started event or config.json)."""
+        def short(path: str) -> str:   # the label is narrow; its tooltip has the whole line
+            return path.split(" (")[0].replace(" autocast", "").replace(" with gradient scaling", "")
+
         if chosen:
-            self.precision_label.setText(f"this run: {chosen}")
+            self.precision_label.setText(f"run: {short(chosen)}")
             self.precision_label.setToolTip(f"This run trains with {chosen}")
             return
         amp = self.amp.currentData()
@@ -508,7 +511,7 @@ class TrainingView(QWidget):
             text = describe(kind, auto_amp(kind) if amp == "auto" else amp)
         except (DenoiseError, RuntimeError, OSError):   # a device that cannot be asked: training decides
             text = "decided when training starts"
-        self.precision_label.setText(("auto → " if amp == "auto" else "→ ") + text)
+        self.precision_label.setText(("auto → " if amp == "auto" else "→ ") + short(text))
         self.precision_label.setToolTip(f"Training on this device will use {text}")
 
     def _data_chosen(self, index: int) -> None:

@@ -95,10 +95,13 @@ def test_precision_is_auto_by_default_and_shown_for_opened_runs(window, ddpm_run
     tv = window.training
     assert tv.config().amp == "auto"
     kind = "cuda" if tv.device_selector.device().startswith("cuda") else tv._device_type()
-    assert tv.precision_label.text() == "auto → " + describe(kind, auto_amp(kind))
+    path = describe(kind, auto_amp(kind))   # the label is short, the tooltip whole
+    assert tv.precision_label.text() == "auto → " + path.split(" (")[0].replace(" autocast", "")
+    assert path in tv.precision_label.toolTip()
     recorded = json.loads((ddpm_run / "config.json").read_text()).get("precision")
     assert recorded, "the trainer records its precision path in config.json"
     assert tv.open_run(ddpm_run)
-    assert tv.precision_label.text() == f"this run: {recorded}"
+    assert tv.precision_label.text() == f"run: {recorded.split(' (')[0].replace(' autocast', '')}"
+    assert recorded in tv.precision_label.toolTip()
     tv.amp.setCurrentIndex(tv.amp.findData("off"))
     assert tv.config().amp == "off"
