@@ -208,15 +208,11 @@ class TrainingView(QWidget):
         sig = QHBoxLayout()
         sig.setContentsMargins(0, 0, 0, 0)
         sig.setSpacing(2)
-        self.sigma_lo, self.sigma_hi = QDoubleSpinBox(), QDoubleSpinBox()
-        for w, v, prefix in ((self.sigma_lo, 5, "σ "), (self.sigma_hi, 50, "to ")):
-            w.setRange(0, 255)
-            w.setDecimals(1)
-            w.setValue(v)
-            w.setPrefix(prefix)
-            w.setToolTip("The range of noise σ trained on (0–255 scale)")
-            w.valueChanged.connect(lambda _: self._settings_changed())
-            sig.addWidget(w)
+        sigma_tip = "The range of noise σ trained on (0–255 scale)"
+        self.sigma_lo = self._noise_spin("σ ", TrainConfig.sigma[0], 0, 255, sigma_tip)
+        self.sigma_hi = self._noise_spin("to ", TrainConfig.sigma[1], 0, 255, sigma_tip)
+        sig.addWidget(self.sigma_lo)
+        sig.addWidget(self.sigma_hi)
         self.sigma_row = QWidget()
         self.sigma_row.setObjectName("SigmaRange")
         self.sigma_row.setLayout(sig)
@@ -243,34 +239,19 @@ class TrainingView(QWidget):
         pg = QHBoxLayout()
         pg.setContentsMargins(0, 0, 0, 0)
         pg.setSpacing(2)
-        self.gain, self.read = QDoubleSpinBox(), QDoubleSpinBox()
-        for w, name, v, lo, prefix, tip in (
-                (self.gain, "GainSpin", TrainConfig.gain, 0.1, "gain ",
-                 "Poisson–Gaussian gain a (0–255 scale): the signal-dependent part, Var = a·x + b²"),
-                (self.read, "ReadNoiseSpin", TrainConfig.read, 0.0, "read ",
-                 "Poisson–Gaussian read noise b: the std of the signal-independent part (0–255 scale)")):
-            w.setObjectName(name)
-            w.setRange(lo, 255)
-            w.setDecimals(1)
-            w.setValue(v)
-            w.setPrefix(prefix)
-            w.setToolTip(tip)
-            w.valueChanged.connect(lambda _: self._settings_changed())
-            pg.addWidget(w)
+        self.gain = self._noise_spin("gain ", TrainConfig.gain, 0.1, 255, "Poisson–Gaussian gain a (0–255 scale): "
+                                     "the signal-dependent part, Var = a·x + b²", "GainSpin")
+        self.read = self._noise_spin("read ", TrainConfig.read, 0.0, 255, "Poisson–Gaussian read noise b: the std "
+                                     "of the signal-independent part (0–255 scale)", "ReadNoiseSpin")
+        pg.addWidget(self.gain)
+        pg.addWidget(self.read)
         self.poisson_row = QWidget()
         self.poisson_row.setObjectName("PoissonGaussianSettings")
         self.poisson_row.setLayout(pg)
         noise_row.addWidget(self.poisson_row, 1)
-        self.blur = QDoubleSpinBox()
-        self.blur.setObjectName("BlurSpin")
-        self.blur.setRange(0.1, 5.0)
-        self.blur.setDecimals(1)
+        self.blur = self._noise_spin("blur ", TrainConfig.blur, 0.1, 5.0, "Correlated noise: the std in pixels of "
+                                     "the kernel that correlates neighbouring pixels' noise", "BlurSpin")
         self.blur.setSingleStep(0.1)
-        self.blur.setValue(TrainConfig.blur)
-        self.blur.setPrefix("blur ")
-        self.blur.setToolTip("Correlated noise: the std in pixels of the kernel that correlates neighbouring "
-                             "pixels' noise")
-        self.blur.valueChanged.connect(lambda _: self._settings_changed())
         noise_row.addWidget(self.blur)
         form.addRow("noise", noise_row)
         self.amp = QComboBox()
@@ -419,6 +400,20 @@ class TrainingView(QWidget):
     def copy_run_path(self) -> None:
         if self.current_run is not None:
             QGuiApplication.clipboard().setText(str(self.current_run))
+
+    def _noise_spin(self, prefix: str, value: float, lo: float, hi: float, tip: str,
+                    name: str | None = None) -> QDoubleSpinBox:
+        """One of the noise process's numbers (σ, gain, read noise, blur): one decimal, re-checked on change."""
+        w = QDoubleSpinBox()
+        if name:
+            w.setObjectName(name)
+        w.setRange(lo, hi)
+        w.setDecimals(1)
+        w.setValue(value)
+        w.setPrefix(prefix)
+        w.setToolTip(tip)
+        w.valueChanged.connect(lambda _: self._settings_changed())
+        return w
 
     def _spin(self, form, label, value, lo, hi, step=1) -> QSpinBox:
         w = QSpinBox()
