@@ -52,6 +52,7 @@ from denoise_studio.core.runfolder import RunFolder, preview_path
 from denoise_studio.core.spec import ArchitectureSpec
 
 CHECKPOINT_FORMAT = "denoise-studio/checkpoint"
+PEER_WAIT_S = 60   # how long a finished torchrun rank waits for the others before tearing the group down
 
 
 class Control:
@@ -522,7 +523,7 @@ class Trainer:
             raise
         done = FinishedEvent(**self._now(), reason=reason)
         self.emit(done)
-        self._close()
+        self._close(finished=True)
         return done
 
     def _out_of_memory(self) -> FailedEvent:
@@ -540,14 +541,27 @@ class Trainer:
         self._close()
         return event
 
-    def _close(self) -> None:
+    def _close(self, finished: bool = False) -> None:
         if self.run_folder is not None:
             self.run_folder.close()
         if self.world > 1:
             # Tear gloo/NCCL down before exit: a rank leaving with a live process group while another
-            # still saves aborted at exit ("terminate called without an active exception").
+            # still saves aborted at exit ("terminate called without an active exception"). A finished
+            # rank first waits (bounded) until every rank has finished too: rank 0 evaluates and writes
+            # the last checkpoint after the others are done, and destroying the group under it aborted
+            # rank 1 now and then. A rank that failed does not wait: its peers time out and go on.
+            import datetime
+
             import torch.distributed as dist
             if dist.is_initialized():
+                try:
+                    if finished:
+                        if dist.get_backend() == "gloo":
+                            dist.monitored_barrier(timeout=datetime.timedelta(seconds=PEER_WAIT_S))
+                        else:
+                            dist.barrier()
+                except Exception:   # noqa: BLE001  (a peer failed or is gone: exit anyway)
+                    pass
                 try:
                     dist.destroy_process_group()
                 except Exception:   # noqa: BLE001  (exiting anyway; the run folder is complete)
