@@ -16,6 +16,7 @@ from denoise_studio.core.events import (
     EvalEvent,
     FailedEvent,
     FinishedEvent,
+    RecoveredEvent,
     StartedEvent,
     StepEvent,
     dispatch,
@@ -168,7 +169,8 @@ class ProgressPrinter:
 
     def __call__(self, ev) -> None:
         dispatch({StartedEvent: self._started, StepEvent: self._step, EvalEvent: self._eval,
-                  CheckpointEvent: self._checkpoint, FinishedEvent: self._finished, FailedEvent: self._failed}, ev)
+                  CheckpointEvent: self._checkpoint, FinishedEvent: self._finished, FailedEvent: self._failed,
+                  RecoveredEvent: self._recovered}, ev)
 
     def _started(self, ev) -> None:
         self.total, self.first_step, self.time_limit = ev.total_steps, ev.step, ev.time_limit
@@ -208,6 +210,9 @@ class ProgressPrinter:
 
     def _finished(self, ev) -> None:
         self._line(f"finished at step {ev.step} ({FINISH_REASONS[ev.reason]})")
+
+    def _recovered(self, ev) -> None:
+        self._line(f"recovered: {ev.message}")
 
     def _failed(self, ev) -> None:
         self._line(f"failed: {ev.message}" + (f" Last good checkpoint: {ev.checkpoint}" if ev.checkpoint else ""))

@@ -96,8 +96,18 @@ class FailedEvent(Event):
     name = "failed"
 
 
+@dataclass(frozen=True)
+class RecoveredEvent(Event):
+    """A loss spike was undone (core/spikes.py): the weights went back to `restored_step`'s."""
+    loss: float = 0.0            # the spiking loss
+    restored_step: int = 0
+    lr_scale: float = 1.0        # the learning rate's multiplier from now on
+    message: str = ""
+    name = "recovered"
+
+
 EVENT_TYPES = {cls.name: cls for cls in (StartedEvent, StepEvent, EvalEvent, PreviewEvent, CheckpointEvent,
-                                         FinishedEvent, FailedEvent)}
+                                         FinishedEvent, FailedEvent, RecoveredEvent)}
 
 
 def _number(v) -> bool:
@@ -132,6 +142,7 @@ def _convert(kind: str, v):
 # Beyond the declared type: values whose meaning is a closed set or a shape.
 _EXTRA_CHECKS = {
     "step": lambda v: v >= 0,
+    "restored_step": lambda v: v >= 0,
     "reason": lambda v: v in FINISH_REASONS,
     "grad_norms": lambda v: v is None or all(_number(x) or x is None for x in v),
     "skipped": lambda v: v is None or all(isinstance(x, str) for x in v),

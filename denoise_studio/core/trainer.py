@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from denoise_studio.core.events import (
     FailedEvent,
     FinishedEvent,
     PreviewEvent,
+    RecoveredEvent,
     StartedEvent,
     StepEvent,
 )
@@ -50,6 +52,7 @@ from denoise_studio.core.plan import TrainConfig  # noqa: F401  (re-exported: th
 from denoise_studio.core.precision import describe, resolve_amp
 from denoise_studio.core.runfolder import RunFolder, preview_path
 from denoise_studio.core.spec import ArchitectureSpec
+from denoise_studio.core.spikes import LR_BACKOFF, SpikeGuard
 
 CHECKPOINT_FORMAT = "denoise-studio/checkpoint"
 PEER_WAIT_S = 60   # how long a finished torchrun rank waits for the others before tearing the group down
@@ -150,6 +153,7 @@ class Trainer:
         self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.ema else None
         opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
         self.optimizer = opt(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.guard = SpikeGuard()   # undoes a step that throws training off (core/spikes.py)
         self.forward: Any = self.model
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -270,6 +274,19 @@ class Trainer:
         torch._foreach_lerp_(ema, [p.detach() for p in self.model.parameters()], 1 - d)
         for e, b in zip(self.ema_model.buffers(), self.model.buffers(), strict=True):
             e.copy_(b)
+
+    def _guarded(self) -> dict:
+        """What a spike recovery restores: the weights, their average and the optimizer's state."""
+        return {"model": self.model, "optimizer": self.optimizer,
+                **({"ema": self.ema_model} if self.ema_model is not None else {})}
+
+    def _recover(self, loss: float, lr: float) -> None:
+        median = statistics.median(self.guard.losses)
+        back = self.guard.recover(self._guarded())
+        self.emit(RecoveredEvent(**self._now(), loss=loss, restored_step=back, lr_scale=self.guard.lr_scale,
+                                 message=f"the loss jumped to {loss:.4g} at step {self.step + 1} (recent median "
+                                         f"{median:.4g}); went back to step {back}'s weights and halved the "
+                                         f"learning rate (now {lr * LR_BACKOFF:.2g})."))
 
     def _condition(self, level):
         c = self.noise.condition(level, self.spec.conditioning)
@@ -453,7 +470,7 @@ class Trainer:
                 progress = self.step / cfg.steps
                 if cfg.time_limit:
                     progress = max(progress, elapsed / cfg.time_limit)
-                lr = lr_at(cfg, self.step, progress)
+                lr = lr_at(cfg, self.step, progress) * self.guard.lr_scale
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 pairs, level = self.batches(self, self.step)
@@ -464,6 +481,11 @@ class Trainer:
                 if not math.isfinite(value):
                     return self._fail(f"the loss became {value} at step {self.step + 1}; training stopped. "
                                       f"Lower the learning rate (now {cfg.lr:g}) or keep gradient clipping on.")
+                if self.guard.is_spike(value):   # undo the step that threw training off; skip this batch
+                    self._recover(value, lr)
+                    self.step += 1
+                    last_t = time.perf_counter()
+                    continue
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scaler.scale(loss).backward()
                 self.scaler.unscale_(self.optimizer)
@@ -474,6 +496,7 @@ class Trainer:
                 self.scaler.update()
                 self._update_ema()
                 self.step += 1
+                self.guard.observe(self.step, value, self._guarded())
                 now = time.perf_counter()
                 self.emit(StepEvent(**self._now(), loss=value, lr=lr,
                                     images_per_s=cfg.batch_size / max(now - last_t, 1e-9), grad_norms=norms))

@@ -36,6 +36,7 @@ from denoise_studio.core.events import (
     FailedEvent,
     FinishedEvent,
     PreviewEvent,
+    RecoveredEvent,
     StartedEvent,
     StepEvent,
     dispatch,
@@ -733,7 +734,8 @@ class TrainingView(QWidget):
     def _handlers(self) -> dict:
         return {StartedEvent: self._on_started, StepEvent: self._on_step, EvalEvent: self._on_eval,
                 PreviewEvent: self._on_preview, CheckpointEvent: self._on_checkpoint,
-                FinishedEvent: self._on_ended_event, FailedEvent: self._on_ended_event}
+                FinishedEvent: self._on_ended_event, FailedEvent: self._on_ended_event,
+                RecoveredEvent: self._on_recovered}
 
     def _on_started(self, ev, live: bool) -> None:
         if ev.precision:
@@ -784,6 +786,10 @@ class TrainingView(QWidget):
             self.checkpoint_saved.emit(str(self.current_run / ev.path))
         elif not live and not ev.best:
             self.follow_checkpoint = ev.step
+
+    def _on_recovered(self, ev, live: bool) -> None:
+        if live:   # the run goes on: a note, not an error
+            self.message.setText(f"Recovered from a loss spike: {ev.message}")
 
     def _on_ended_event(self, ev, live: bool) -> None:
         if not live:

@@ -90,3 +90,13 @@ def test_a_spike_in_training_is_undone_and_the_run_finishes(tmp_path, quick):
     lines = [json.loads(x) for x in run.events_path.read_text().splitlines()]
     written = [event_from_json(x) for x in lines if x["event"] == "recovered"]
     assert written == [ev]   # the run folder records it, and it reads back as the same event
+
+
+def test_the_command_line_prints_the_recovery():
+    import io
+
+    from denoise_studio.train_commands import ProgressPrinter
+    out = io.StringIO()
+    ProgressPrinter(stream=out)(RecoveredEvent(step=44, time=0.0, loss=8.5, restored_step=30, lr_scale=0.5,
+                                               message="the loss jumped to 8.5 at step 45"))
+    assert out.getvalue() == "recovered: the loss jumped to 8.5 at step 45\n"

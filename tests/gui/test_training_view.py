@@ -248,3 +248,13 @@ def test_the_legend_shows_only_where_it_fits(qapp):
         plot.show()
         qapp.processEvents()
         assert plot.plot.getPlotItem().legend.isVisible() is visible
+
+
+def test_a_recovered_loss_spike_is_shown_and_a_followed_run_ignores_it(view):
+    from denoise_studio.core.events import RecoveredEvent
+    ev = RecoveredEvent(step=44, time=0.0, loss=8.5, restored_step=30, lr_scale=0.5,
+                        message="the loss jumped to 8.5 at step 45; went back to step 30's weights.")
+    view._dispatch(ev, False)   # reading an old run back: not news
+    assert "loss spike" not in view.message.text()
+    view.on_event(ev)
+    assert view.message.text() == f"Recovered from a loss spike: {ev.message}"
