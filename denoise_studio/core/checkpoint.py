@@ -135,6 +135,8 @@ def validate_meta(meta, path) -> dict:
         bad("history.eval", "a list")
     if meta.get("best_psnr") is not None and not _is_number(meta["best_psnr"]):
         bad("best_psnr", "a number")
+    if "lr_scale" in meta and not (_is_number(meta["lr_scale"]) and 0 < meta["lr_scale"] <= 1):
+        bad("lr_scale", "a number in (0, 1]")
     if "noise" in meta:
         _validate_noise(meta["noise"], bad)
     if meta.get("optimizer") is not None:

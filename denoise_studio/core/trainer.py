@@ -253,6 +253,7 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt.optimizer_state)
         self.step = ckpt.step
         self.best_psnr = ckpt.meta.get("best_psnr") or -math.inf
+        self.guard.lr_scale = ckpt.meta.get("lr_scale", 1.0)   # a resume keeps a spike's back-off
         self.eval_history = ckpt.meta.get("history", {}).get("eval", [])
         self.last_checkpoint = str(path)
         self.resumed_from = ckpt.step
@@ -395,6 +396,7 @@ class Trainer:
         meta = {"format": CHECKPOINT_FORMAT, "version": 1, "spec": self.spec.to_dict(),
                 "config": self.config.to_dict(), "noise": self.noise.to_dict(), "step": self.step,
                 "best_psnr": None if math.isinf(self.best_psnr) else self.best_psnr,
+                "lr_scale": self.guard.lr_scale,   # below 1 after a loss spike was undone (core/spikes.py)
                 "history": {"eval": self.eval_history}, "world_size": self.world}
         save_checkpoint(path, self.eval_model, meta, self.optimizer,
                         train_model=self.model if self.ema_model is not None else None)

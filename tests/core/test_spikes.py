@@ -1,10 +1,12 @@
 """The loss-spike guard: a step that throws training off is undone, the run goes on."""
+import dataclasses
 import json
 
 import pytest
 import torch
 
 from denoise_studio.core import spikes
+from denoise_studio.core.checkpoint import load_checkpoint
 from denoise_studio.core.data import ImageSet
 from denoise_studio.core.events import RecoveredEvent, event_from_json
 from denoise_studio.core.runfolder import RunFolder
@@ -90,6 +92,14 @@ def test_a_spike_in_training_is_undone_and_the_run_finishes(tmp_path, quick):
     lines = [json.loads(x) for x in run.events_path.read_text().splitlines()]
     written = [event_from_json(x) for x in lines if x["event"] == "recovered"]
     assert written == [ev]   # the run folder records it, and it reads back as the same event
+    assert load_checkpoint(run.checkpoint("last")).meta["lr_scale"] == 0.5
+
+    # a resume keeps the back-off: its learning rate continues at half the schedule's
+    more = []
+    cfg80 = dataclasses.replace(cfg, steps=80)
+    Trainer(spec, cfg80, sinks=[more.append], run=run, images=images, resume=True).run()
+    lr61 = next(e.lr for e in more if e.name == "step" and e.step == 61)
+    assert lr61 == pytest.approx(0.5 * lr_at(cfg80, 60, 60 / 80))
 
 
 def test_the_command_line_prints_the_recovery():
