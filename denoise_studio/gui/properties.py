@@ -26,6 +26,7 @@ from denoise_studio.core.spec import CONDITIONING
 from denoise_studio.format import count, shape_text, size_bytes
 from denoise_studio.gui import heavy
 from denoise_studio.gui.document import SpecDocument
+from denoise_studio.gui.wording import app_words
 
 NORM_KINDS = ("group", "batch", "instance", "layer", "none")
 SPIN_MAX = 2**31 - 1     # QSpinBox holds a C int: a larger Python int raises OverflowError
@@ -345,9 +346,9 @@ class ModelSummary(QWidget):
     def objective_problems(self) -> list[str]:
         from denoise_studio.core.objectives import objective_problems  # torch: once the analysis is there
         try:
-            return objective_problems(self.doc.spec, self.objective, self.crop)
+            return [app_words(p) for p in objective_problems(self.doc.spec, self.objective, self.crop)]
         except DenoiseError as e:   # an objective this version does not know
-            return [str(e)]
+            return [app_words(str(e))]
 
     def _issue_clicked(self, item) -> None:
         issue = item.data(Qt.ItemDataRole.UserRole)

@@ -62,6 +62,7 @@ from denoise_studio.format import duration
 from denoise_studio.gui.document import SpecDocument
 from denoise_studio.gui.loss_plot import GradNormStrip, LossPlot
 from denoise_studio.gui.training_session import TrainingSession
+from denoise_studio.gui.wording import app_words
 
 
 def compact(combo: QComboBox, chars: int = 14) -> QComboBox:
@@ -460,9 +461,9 @@ class TrainingView(QWidget):
         """Everything wrong with the panel's settings for the builder's network, one sentence each
         (TrainConfig.problems: the one place settings are checked)."""
         try:
-            return self.config().problems(self.doc.spec)
+            return [app_words(p) for p in self.config().problems(self.doc.spec)]
         except DenoiseError as e:   # a network the analysis cannot read: the builder says why
-            return [str(e)]
+            return [app_words(str(e))]
 
     def _settings_changed(self, *_) -> None:
         """Tell the builder the objective and crop; show the first settings problem on the message
@@ -620,7 +621,7 @@ class TrainingView(QWidget):
         if not a.valid:
             self.message.setText(f"Fix the network before training: {a.errors[0]}")
             return False
-        problems = cfg.problems(spec)
+        problems = self.settings_problems()
         if problems:
             self.message.setText(f"Fix the settings before training: {problems[0]}")
             return False
@@ -803,7 +804,7 @@ class TrainingView(QWidget):
             self.status.setText(f"Finished at step {ev.step:,} ({why}); the last checkpoint is in the run folder.")
         else:
             kept = f" The last good checkpoint is kept: {ev.checkpoint}." if ev.checkpoint else ""
-            self.message.setText(f"Training stopped: {ev.message}{kept} Change the settings and press Start "
+            self.message.setText(f"Training stopped: {app_words(ev.message)}{kept} Change the settings and press Start "
                                  "to try again.")
             self.status.setText(f"Failed at step {ev.step:,}.")
 
