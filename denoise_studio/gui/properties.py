@@ -311,8 +311,13 @@ class ModelSummary(QWidget):
             return
         out = shape_text(a.blocks[-1].output_shape) if a.blocks else "—"
         rf = "global (attention)" if a.receptive_field == float("inf") else f"{int(a.receptive_field)} px"
-        state = ("<b style='color:#1e7b34'>valid</b>" if a.valid else
-                 f"<b style='color:#b3261e'>{len(a.errors)} error(s)</b>")
+        needs = self.objective_problems()   # what the training panel's objective needs of the network
+        if not a.valid:
+            state = f"<b style='color:#b3261e'>{len(a.errors)} error(s)</b>"
+        elif needs:   # it builds, but cannot train with the objective chosen: not "valid" for this use
+            state = f"<b style='color:#b3261e'>builds; {len(needs)} problem(s) for {self.objective} training</b>"
+        else:
+            state = "<b style='color:#1e7b34'>valid</b>"
         self.totals.setText(
             f"{state} · <b>{a.total_params:,}</b> parameters · {count(a.total_flops)}FLOPs · "
             f"{size_bytes(a.activation_bytes)} activations · receptive field {rf} · output {out} "
@@ -325,8 +330,7 @@ class ModelSummary(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, issue)
             item.setForeground(Qt.GlobalColor.darkRed if issue.level == "error" else Qt.GlobalColor.darkYellow)
             self.issues.addItem(item)
-        needs = self.objective_problems()
-        for message in needs:   # what the training panel's objective needs of the network: no one-click fix
+        for message in needs:   # no one-click fix: the network or the objective has to change
             item = QListWidgetItem(f"ERROR · Network, for {self.objective} training: {message}")
             item.setToolTip(f"The training panel's objective is {self.objective}; choose supervised there, or "
                             "change the network as this says.")

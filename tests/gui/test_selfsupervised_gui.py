@@ -96,8 +96,11 @@ def test_n2v_with_a_1x1_network_is_in_the_builders_problems_list(window):
     window.doc.load(spec_from_dict(ONE_BY_ONE_SPEC))
     assert not any("n2v" in t for t in problem_texts(window))
     assert problem_texts(window)[0].startswith("No problems")
+    assert ">valid<" in window.builder.summary.totals.text()
     choose(v.objective, "n2v")
     texts = problem_texts(window)
+    totals = window.builder.summary.totals.text()   # it builds, but is not valid for n2v
+    assert ">valid<" not in totals and "builds; 1 problem(s) for n2v training" in totals
     ours = [t for t in texts if "n2v predicts each pixel from its neighbours" in t]
     assert len(ours) == 1 and "1×1" in ours[0] and "3×3 convolution" in ours[0]
     assert not any(t.startswith("No problems") for t in texts)
@@ -107,6 +110,7 @@ def test_n2v_with_a_1x1_network_is_in_the_builders_problems_list(window):
     window.doc.load(spec_from_dict(ONE_BY_ONE_SPEC))
     choose(v.objective, "supervised")
     assert not any("n2v" in t for t in problem_texts(window))
+    assert ">valid<" in window.builder.summary.totals.text()
 
 
 def test_ddpm_with_n2v_is_a_one_line_problem_not_an_exception(window):
