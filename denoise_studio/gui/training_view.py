@@ -560,6 +560,17 @@ class TrainingView(QWidget):
             self.sigma_lo.setValue(value[0])
             self.sigma_hi.setValue(value[1])
 
+    RUN_SETTINGS = ("objective", "synthetic_noise", "noise", "sigma", "gain", "read", "blur", "schedule", "timesteps",
+                    "crop", "batch_size", "steps", "lr", "seed")
+
+    def show_settings(self, cfg: TrainConfig) -> None:
+        """Put a run's settings in the panel (Open run), its data source first (whose recipe would
+        otherwise change them after)."""
+        self.set_data(cfg.data)
+        for key in self.RUN_SETTINGS:
+            self._set_setting(key, getattr(cfg, key))
+        self._settings_changed()
+
     def _load_recommended_preset(self) -> None:
         preset = self.preset_button.property("preset")
         if preset:
@@ -840,6 +851,10 @@ class TrainingView(QWidget):
             precision = None
         if precision:
             self._show_precision(str(precision))
+        try:   # the run's settings in the panel: what trained it, ready to train another like it
+            self.show_settings(TrainConfig.from_dict(run.config(), source=str(run.config_path)))
+        except (DenoiseError, OSError):
+            pass   # an old or damaged config.json: the panel keeps its settings
         try:
             ended = self._read_followed(live=False)
         except DenoiseError as e:

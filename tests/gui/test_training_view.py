@@ -258,3 +258,20 @@ def test_a_recovered_loss_spike_is_shown_and_a_followed_run_ignores_it(view):
     assert "loss spike" not in view.message.text()
     view.on_event(ev)
     assert view.message.text() == f"Recovered from a loss spike: {ev.message}"
+
+
+def test_opening_a_run_puts_its_settings_in_the_panel(view, tmp_path):
+    from denoise_studio.core.plan import TrainConfig
+    from denoise_studio.core.runfolder import RunFolder
+    from denoise_studio.core.spec import spec_from_dict
+    data = write_folder(tmp_path / "noisy", n=5, size=40)
+    cfg = TrainConfig(data=str(data), objective="n2v", noise="poisson-gaussian", gain=6.0, read=3.0, crop=24,
+                      batch_size=2, steps=7, lr=0.004, seed=11)
+    RunFolder.create(tmp_path / "run", spec_from_dict(TINY_SPEC), cfg.to_dict())
+    assert view.open_run(tmp_path / "run")
+    shown = view.config()
+    for key in view.RUN_SETTINGS:
+        assert getattr(shown, key) == getattr(cfg, key), key
+    assert shown.data == str(data)
+    (tmp_path / "run" / "config.json").write_text('{"crop": "big"}')   # damaged: the panel keeps what it had
+    assert view.open_run(tmp_path / "run") and view.config().crop == 24
