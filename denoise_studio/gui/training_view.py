@@ -334,6 +334,7 @@ class TrainingView(QWidget):
         left.addWidget(self.progress)
         self.status = QLabel("Ready: press Start to train the network in the builder.")
         self.status.setObjectName("TrainingStatus")
+        self.status.setTextFormat(Qt.TextFormat.PlainText)
         self.status.setWordWrap(True)
         left.addWidget(self.status)
         path_row = QHBoxLayout()
@@ -358,6 +359,7 @@ class TrainingView(QWidget):
         self.message = QLabel("")
         self.message.setObjectName("TrainingMessage")
         self.message.setWordWrap(True)
+        self.message.setTextFormat(Qt.TextFormat.PlainText)   # file names and messages are never markup
         self.message.setStyleSheet("color: #b3261e;")
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         message_row.addWidget(self.message, 1)
@@ -457,11 +459,11 @@ class TrainingView(QWidget):
         objective = OBJECTIVES[self.objective.currentData()]
         return round_crop(self.crop.value() if crop is None else crop, self.doc.spec, objective.crop_multiple)
 
-    def settings_problems(self) -> list[str]:
-        """Everything wrong with the panel's settings for the builder's network, one sentence each
-        (TrainConfig.problems: the one place settings are checked)."""
+    def settings_problems(self, cfg: TrainConfig | None = None) -> list[str]:
+        """Everything wrong with the panel's settings (or `cfg`) for the builder's network, one sentence
+        each in the panel's words (TrainConfig.problems: the one place settings are checked)."""
         try:
-            return [app_words(p) for p in self.config().problems(self.doc.spec)]
+            return [app_words(p) for p in (cfg or self.config()).problems(self.doc.spec)]
         except DenoiseError as e:   # a network the analysis cannot read: the builder says why
             return [app_words(str(e))]
 
@@ -632,7 +634,7 @@ class TrainingView(QWidget):
         if not a.valid:
             self.message.setText(f"Fix the network before training: {a.errors[0]}")
             return False
-        problems = self.settings_problems()
+        problems = self.settings_problems(cfg)
         if problems:
             self.message.setText(f"Fix the settings before training: {problems[0]}")
             return False

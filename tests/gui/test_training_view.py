@@ -275,3 +275,11 @@ def test_opening_a_run_puts_its_settings_in_the_panel(view, tmp_path):
     assert shown.data == str(data)
     (tmp_path / "run" / "config.json").write_text('{"crop": "big"}')   # damaged: the panel keeps what it had
     assert view.open_run(tmp_path / "run") and view.config().crop == 24
+
+
+def test_a_folder_name_that_looks_like_markup_is_shown_as_written(view, tmp_path):
+    bad = tmp_path / "<b>not bold"
+    bad.mkdir()
+    assert not view.open_run(bad)   # no run there: one line naming the folder, exactly as written
+    assert "<b>not bold" in view.message.text()
+    assert view.message.textFormat() == view.status.textFormat() == Qt.TextFormat.PlainText
