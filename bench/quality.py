@@ -102,7 +102,7 @@ def main():
                                                           "instead of training again")
     ap.add_argument("--loss", choices=("mse", "l1"), default="mse",
                     help="an experiment: l1 swaps the supervised objective's squared error for the absolute error "
-                         "(lost 0.10 dB at σ = 25; not an app setting)")
+                         "(no gain at σ = 25; not an app setting)")
     args = ap.parse_args()
     if args.loss == "l1":
         from denoise_studio.core import objectives
